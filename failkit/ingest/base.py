@@ -1,0 +1,188 @@
+"""The contract between the store and the format adapters.
+
+An adapter turns one file into rows of the normalized schema. It writes them into the
+load's staging tables (``stage_spans``, ``stage_traces``, ``stage_labels``,
+``stage_quarantine``) through a :class:`Staging`; the store validates the staged rows,
+moves the bad ones to ``quarantine`` and commits the rest in one transaction.
+
+Big formats fill the staging tables with DuckDB SQL (``stage.con`` and the table names);
+small, deeply nested ones build Python dicts and call :meth:`Staging.append`, which goes
+through one Arrow table per call, never a row at a time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, ClassVar, Protocol
+
+import duckdb
+import pyarrow as pa
+
+from failkit.schema import (
+    LABEL_COLUMNS,
+    QUARANTINE_RAW_CHARS,
+    SPAN_COLUMNS,
+    TRACE_META_COLUMNS,
+    Column,
+)
+
+GZIP_MAGIC = b"\x1f\x8b"
+SNIFF_BYTES = 64 * 1024
+
+# Staged rows carry where they came from, so that a bad one can be quarantined precisely.
+POSITION = Column("position", "VARCHAR", "where in the file the row came from")
+
+STAGE_TABLES: dict[str, tuple[Column, ...]] = {
+    "stage_spans": tuple(c for c in SPAN_COLUMNS if c.name != "ingest_id") + (POSITION,),
+    "stage_traces": TRACE_META_COLUMNS + (POSITION,),
+    "stage_labels": tuple(c for c in LABEL_COLUMNS if c.name != "ingest_id") + (POSITION,),
+    "stage_quarantine": (
+        POSITION,
+        Column("reason", "VARCHAR", "what is wrong"),
+        Column("raw", "VARCHAR", "record as read"),
+    ),
+}
+
+_ARROW_TYPES = {
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "BOOLEAN": pa.bool_(),
+}
+
+
+def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
+    """Arrow schema of a column set."""
+    return pa.schema([(c.name, _ARROW_TYPES[c.sql_type]) for c in columns])
+
+
+def truncate_raw(raw: str | bytes | None) -> str | None:
+    """A bad record as kept in ``quarantine.raw``: text, cut to a readable size."""
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    if len(raw) > QUARANTINE_RAW_CHARS:
+        return raw[:QUARANTINE_RAW_CHARS] + f"… [{len(raw) - QUARANTINE_RAW_CHARS} more chars]"
+    return raw
+
+
+def to_json_text(value: Any) -> str | None:
+    """JSON text for a JSON column; strings that already hold JSON are kept as they are."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+            return value
+        except ValueError:
+            return json.dumps(value)
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def to_text(value: Any) -> str | None:
+    """Text for an input/output column: strings as they are, anything else as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+@dataclass
+class Staging:
+    """The staging tables of one load, and the file being loaded."""
+
+    con: duckdb.DuckDBPyConnection
+    path: Path
+    compressed: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def open(self) -> IO[bytes]:
+        """The file's bytes, gunzipped when it is gzip."""
+        return open_bytes(self.path)
+
+    def append(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Stage Python rows (dicts keyed by column name; missing keys are NULL)."""
+        columns = STAGE_TABLES[table]
+        rows = list(rows)
+        if not rows:
+            return 0
+        data = {c.name: [r.get(c.name) for r in rows] for c in columns}
+        arrow = pa.Table.from_pydict(data, schema=arrow_schema(columns))
+        self.con.register("_staging_batch", arrow)
+        try:
+            self.con.execute(f"INSERT INTO {table} SELECT * FROM _staging_batch")
+        finally:
+            self.con.unregister("_staging_batch")
+        return len(rows)
+
+    def quarantine(self, position: str, reason: str, raw: str | bytes | None = None) -> None:
+        """Quarantine one record the adapter could not turn into rows."""
+        self.append(
+            "stage_quarantine", [{"position": position, "reason": reason, "raw": truncate_raw(raw)}]
+        )
+
+
+class Adapter(Protocol):
+    """A trace format: how to recognise a file of it and how to stage its rows."""
+
+    name: ClassVar[str]
+    """Format name used in ``format=`` and in ``ingests.format``."""
+    description: ClassVar[str]
+    """One line for error messages and the README table."""
+
+    def sniff(self, head: bytes, path: Path) -> bool:
+        """True when ``head`` (the first bytes, decompressed) looks like this format."""
+        ...
+
+    def load(self, stage: Staging) -> None:
+        """Stage every record of ``stage.path`` as rows or quarantine entries."""
+        ...
+
+
+def is_gzip(path: Path) -> bool:
+    """True when the file starts with the gzip magic bytes."""
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def open_bytes(path: Path) -> IO[bytes]:
+    """Open a file for reading bytes, transparently gunzipping."""
+    if is_gzip(path):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def read_head(path: Path, n: int = SNIFF_BYTES) -> bytes:
+    """The first ``n`` bytes of the file's content (decompressed)."""
+    with open_bytes(path) as f:
+        try:
+            return f.read(n)
+        except (OSError, EOFError):
+            return b""
+
+
+def read_json_document(stage: Staging) -> Any:
+    """Parse a whole-file JSON document (small formats); None after quarantining if invalid."""
+    with stage.open() as f:
+        data = f.read()
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        stage.quarantine(
+            "file",
+            f"the file is not valid JSON ({exc}); fix or re-export it",
+            data[:QUARANTINE_RAW_CHARS],
+        )
+        return None
+
+
+def text_stream(stage: Staging) -> io.TextIOWrapper:
+    """The file as UTF-8 text lines (undecodable bytes replaced)."""
+    return io.TextIOWrapper(stage.open(), encoding="utf-8", errors="replace")

@@ -1,0 +1,44 @@
+-- Staged rows that cannot be loaded, with the first reason that applies.
+-- Runs inside the load's transaction; reads stage_spans / stage_labels / stage_traces
+-- and the already-loaded spans. Writes stage_rejects(tbl, rid, reason).
+CREATE OR REPLACE TEMP TABLE stage_rejects AS
+WITH s AS (
+    SELECT
+        rowid AS rid, *,
+        row_number() OVER (PARTITION BY trace_id, span_id ORDER BY rowid) AS dup_n
+    FROM stage_spans
+)
+SELECT 'stage_spans' AS tbl, rid, CASE
+    WHEN trace_id IS NULL OR trace_id = ''
+        THEN 'missing trace_id: every span needs the id of the run it belongs to'
+    WHEN span_id IS NULL OR span_id = ''
+        THEN 'missing span_id: every span needs an id unique within its run'
+    WHEN kind NOT IN ('agent', 'llm', 'tool', 'chain', 'retriever', 'embedding', 'guardrail',
+                      'evaluator', 'human', 'other')
+        THEN 'unknown kind ' || kind || ': use one of agent, llm, tool, chain, retriever, '
+             || 'embedding, guardrail, evaluator, human, other'
+    WHEN status NOT IN ('ok', 'error', 'unset')
+        THEN 'unknown status ' || status || ': use one of ok, error, unset'
+    WHEN end_time < start_time
+        THEN 'end_time ' || end_time::VARCHAR || ' is before start_time ' || start_time::VARCHAR
+             || ': fix the clock or swap the fields'
+    WHEN dup_n > 1
+        THEN 'duplicate span: span_id ' || span_id || ' appears more than once in trace '
+             || trace_id || ' in this file; the first occurrence was loaded'
+    WHEN EXISTS (SELECT 1 FROM spans p WHERE p.trace_id = s.trace_id AND p.span_id = s.span_id)
+        THEN 'duplicate span: span_id ' || span_id || ' of trace ' || trace_id
+             || ' was already loaded by an earlier file'
+END AS reason
+FROM s
+WHERE reason IS NOT NULL
+UNION ALL
+SELECT 'stage_labels', rowid, CASE
+    WHEN trace_id IS NULL OR trace_id = '' THEN 'label without trace_id: say which run it judges'
+    WHEN name IS NULL OR name = '' THEN 'label without name: say what it judges (e.g. outcome)'
+END AS reason
+FROM stage_labels
+WHERE reason IS NOT NULL
+UNION ALL
+SELECT 'stage_traces', rowid, 'run metadata without trace_id' AS reason
+FROM stage_traces
+WHERE trace_id IS NULL OR trace_id = '';

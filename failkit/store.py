@@ -1,0 +1,392 @@
+"""TraceStore: the DuckDB file that holds the normalized traces, and the loads into it."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from failkit.errors import FailkitError, StoreLockedError
+from failkit.ingest.detect import detect, get_adapter
+from failkit.ingest.base import STAGE_TABLES, Adapter, Staging, is_gzip
+from failkit.schema import (
+    INGEST_COLUMNS,
+    LABEL_COLUMNS,
+    SCHEMA_VERSION,
+    SPAN_COLUMNS,
+    TABLES,
+    create_table_sql,
+    names,
+)
+
+PathArg = str | PathLike[str]
+REPORT_COLUMNS = [
+    "path", "format", "status", "rows_read", "rows_loaded", "rows_quarantined", "seconds",
+    "ingest_id",
+]  # fmt: skip
+_PROGRESS_MIN_BYTES = 20_000_000
+
+
+def _sql(name: str) -> str:
+    return resources.files("failkit.sql").joinpath(name).read_text()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def expand_paths(paths: PathArg | Iterable[PathArg]) -> list[Path]:
+    """Files named by a path, a glob, a directory (recursively) or a list of those.
+
+    Raises:
+        FailkitError: a name matches no file.
+    """
+    items = [paths] if isinstance(paths, str | PathLike) else list(paths)
+    found: list[Path] = []
+    for item in items:
+        text = str(item)
+        p = Path(text).expanduser()
+        if p.is_dir():
+            matches = sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
+        elif p.is_file():
+            matches = [p]
+        else:
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+        if not matches:
+            raise FailkitError(f"no file matches {text!r}: check the path or the glob pattern")
+        found.extend(matches)
+    return list(dict.fromkeys(found))
+
+
+@dataclass
+class IngestReport:
+    """What a call to :meth:`TraceStore.ingest` did, one row per file in :attr:`files`."""
+
+    files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REPORT_COLUMNS))
+
+    @property
+    def rows_read(self) -> int:
+        """Records read over all files."""
+        return int(self.files["rows_read"].sum())
+
+    @property
+    def rows_loaded(self) -> int:
+        """Records loaded over all files."""
+        return int(self.files["rows_loaded"].sum())
+
+    @property
+    def rows_quarantined(self) -> int:
+        """Records quarantined over all files (see ``store.sql('select * from quarantine')``)."""
+        return int(self.files["rows_quarantined"].sum())
+
+    @property
+    def seconds(self) -> float:
+        """Wall time over all files."""
+        return float(self.files["seconds"].sum())
+
+    def __str__(self) -> str:
+        n_skip = int((self.files["status"] == "skipped").sum())
+        skipped = f", {n_skip} already loaded" if n_skip else ""
+        return (
+            f"{len(self.files)} file(s){skipped}: {self.rows_read:,} read, "
+            f"{self.rows_loaded:,} loaded, {self.rows_quarantined:,} quarantined "
+            f"in {self.seconds:.2f} s"
+        )
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        table = self.files.to_html(index=False, escape=True)
+        return f"<p>{escape(str(self))}</p>{table}"
+
+
+class TraceStore:
+    """A DuckDB database holding traces in failkit's normalized schema.
+
+    Use :func:`failkit.connect` to open one.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str | None) -> None:
+        self.con = con
+        self.path = path
+        self._migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+        version = row[0] if row else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise FailkitError(
+                f"{self.path}: made by a newer failkit (schema {version} > {SCHEMA_VERSION}); "
+                "upgrade failkit to read it"
+            )
+        for table, columns in TABLES.items():
+            self.con.execute(create_table_sql(table, columns))
+        if version is None:
+            self.con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.con.close()
+
+    def __enter__(self) -> TraceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        n = self.con.execute("SELECT count(*) FROM traces").fetchone()
+        return f"TraceStore({self.path or ':memory:'}, {n[0] if n else 0} runs)"
+
+    # -- reading ---------------------------------------------------------------------------
+    def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        """Run a query with bound parameters (``?`` or ``$name``) and return a DataFrame."""
+        try:
+            return self.con.execute(query, params).df()
+        except duckdb.Error as exc:
+            raise FailkitError(f"query failed: {exc}") from exc
+
+    def spans_df(self) -> pd.DataFrame:
+        """Every span, ordered by run and start time (columns of ``failkit.schema.SPAN_COLUMNS``)."""
+        return self.con.sql("SELECT * FROM spans ORDER BY trace_id, start_time, span_id").df()
+
+    def traces_df(self) -> pd.DataFrame:
+        """One row per run (columns of ``failkit.schema.TRACE_COLUMNS``)."""
+        return self.con.sql("SELECT * FROM traces ORDER BY start_time, trace_id").df()
+
+    def labels_df(self) -> pd.DataFrame:
+        """Every verdict (columns of ``failkit.schema.LABEL_COLUMNS``)."""
+        return self.con.sql("SELECT * FROM labels ORDER BY trace_id, name, rowid").df()
+
+    def quarantine_df(self) -> pd.DataFrame:
+        """Every record that could not be loaded, with the reason."""
+        return self.con.sql("SELECT * FROM quarantine ORDER BY rowid").df()
+
+    def ingests_df(self) -> pd.DataFrame:
+        """One row per file loaded."""
+        return self.con.sql("SELECT * FROM ingests ORDER BY started").df()
+
+    # -- loading ---------------------------------------------------------------------------
+    def ingest(
+        self,
+        paths: PathArg | Iterable[PathArg],
+        format: str = "auto",
+        *,
+        progress: bool | None = None,
+    ) -> IngestReport:
+        """Load trace files: a path, a glob, a directory or a list of those.
+
+        Each file is one transaction (it lands whole or not at all); a file whose content
+        was loaded before is skipped. Records that cannot be loaded go to ``quarantine``.
+
+        Args:
+            paths: what to load.
+            format: ``"auto"`` to detect each file's format by its content, or a format name
+                (see ``failkit.ingest.supported_formats()``).
+            progress: show a progress bar; None shows one for many or large files.
+
+        Returns:
+            An :class:`IngestReport`.
+
+        Raises:
+            FailkitError: a path matches nothing, a format is unknown or a file is unreadable.
+        """
+        files = expand_paths(paths)
+        forced = None if format == "auto" else get_adapter(format)
+        total = sum(f.stat().st_size for f in files)
+        show = progress if progress is not None else (len(files) > 20 or total > _PROGRESS_MIN_BYTES)
+        rows = []
+        bar = _progress_bar(total, show)
+        try:
+            for path in files:
+                adapter = forced or detect(path)
+                rows.append(self._load_file(path, adapter))
+                bar.update(path.stat().st_size)
+        finally:
+            bar.close()
+        return IngestReport(pd.DataFrame(rows, columns=REPORT_COLUMNS))
+
+    def add_labels(self, labels: pd.DataFrame | PathArg) -> IngestReport:
+        """Add verdicts: a DataFrame or CSV with ``trace_id, name, value`` and optionally
+        ``span_id, score, source, comment``. Labels named ``outcome`` set ``traces.outcome``.
+
+        Raises:
+            FailkitError: a required column is missing or an unknown one is present.
+        """
+        if isinstance(labels, pd.DataFrame):
+            return IngestReport(pd.DataFrame([self._load_labels_frame(labels)], columns=REPORT_COLUMNS))
+        return self.ingest(labels, format="labels_csv")
+
+    def _load_labels_frame(self, frame: pd.DataFrame) -> dict[str, Any]:
+        from failkit.ingest.labels import check_label_columns, stage_label_frame
+
+        check_label_columns(list(frame.columns), where="the DataFrame")
+        digest = hashlib.sha256(
+            pd.util.hash_pandas_object(frame.astype("string"), index=False).values.tobytes()
+        ).hexdigest()
+        return self._commit(
+            "<DataFrame>", digest, "labels_frame", lambda stage: stage_label_frame(stage, frame)
+        )
+
+    def _load_file(self, path: Path, adapter: Adapter) -> dict[str, Any]:
+        def fill(stage: Staging) -> None:
+            stage.compressed = is_gzip(path)
+            adapter.load(stage)
+
+        return self._commit(str(path), _sha256(path), adapter.name, fill, path=path)
+
+    def _commit(
+        self,
+        label: str,
+        sha: str,
+        fmt: str,
+        fill: Callable[[Staging], None],
+        *,
+        path: Path | None = None,
+    ) -> dict[str, Any]:
+        """Stage, validate and commit one load in a single transaction."""
+        ingest_id = sha[:16]
+        known = self.con.execute("SELECT 1 FROM ingests WHERE sha256 = ?", [sha]).fetchone()
+        if known:
+            return dict(zip(REPORT_COLUMNS, [label, fmt, "skipped", 0, 0, 0, 0.0, ingest_id]))
+        started = datetime.now(UTC).replace(tzinfo=None)
+        t0 = time.perf_counter()
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table, columns in STAGE_TABLES.items():
+                con.execute(create_table_sql(table, columns, temp=True).replace(
+                    "CREATE TEMP TABLE", "CREATE OR REPLACE TEMP TABLE"))
+            fill(Staging(con, path or Path(label)))
+            counts = self._validate_and_insert(ingest_id, label, fmt)
+            seconds = time.perf_counter() - t0
+            con.execute(
+                f"INSERT INTO ingests ({', '.join(names(INGEST_COLUMNS))}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [ingest_id, label, fmt, sha, started, seconds, *counts],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            for table in STAGE_TABLES:
+                con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        return dict(zip(REPORT_COLUMNS, [label, fmt, "loaded", *counts, seconds, ingest_id]))
+
+    def _validate_and_insert(self, ingest_id: str, path: str, fmt: str) -> tuple[int, int, int]:
+        con = self.con
+        read = sum(_count(con, t) for t in STAGE_TABLES)
+        con.execute(_sql("validate_stage.sql"))
+        con.execute(
+            """
+            INSERT INTO quarantine
+            SELECT ?, ?, position, reason, raw FROM stage_quarantine
+            UNION ALL
+            SELECT ?, ?, s.position, r.reason, left(to_json(s)::VARCHAR, 2000)
+            FROM stage_rejects r JOIN stage_spans s ON r.tbl = 'stage_spans' AND s.rowid = r.rid
+            UNION ALL
+            SELECT ?, ?, s.position, r.reason, left(to_json(s)::VARCHAR, 2000)
+            FROM stage_rejects r JOIN stage_labels s ON r.tbl = 'stage_labels' AND s.rowid = r.rid
+            UNION ALL
+            SELECT ?, ?, s.position, r.reason, left(to_json(s)::VARCHAR, 2000)
+            FROM stage_rejects r JOIN stage_traces s ON r.tbl = 'stage_traces' AND s.rowid = r.rid
+            """,
+            [ingest_id, path] * 4,
+        )
+        span_cols = ", ".join(f'"{c}"' for c in names(SPAN_COLUMNS) if c != "ingest_id")
+        con.execute(
+            f"""
+            INSERT INTO spans ({span_cols}, ingest_id)
+            SELECT {span_cols}, ? FROM stage_spans
+            WHERE rowid NOT IN (SELECT rid FROM stage_rejects WHERE tbl = 'stage_spans')
+            """,
+            [ingest_id],
+        )
+        label_cols = ", ".join(f'"{c}"' for c in names(LABEL_COLUMNS) if c != "ingest_id")
+        con.execute(
+            f"""
+            INSERT INTO labels ({label_cols}, ingest_id)
+            SELECT {label_cols}, ? FROM stage_labels
+            WHERE rowid NOT IN (SELECT rid FROM stage_rejects WHERE tbl = 'stage_labels')
+            """,
+            [ingest_id],
+        )
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE affected AS
+            SELECT DISTINCT trace_id FROM (
+                SELECT trace_id FROM stage_spans UNION ALL SELECT trace_id FROM stage_labels
+                UNION ALL SELECT trace_id FROM stage_traces)
+            WHERE trace_id IN (SELECT trace_id FROM spans)
+            """
+        )
+        con.execute(_sql("rebuild_traces.sql"))
+        quarantined = _count(con, "stage_quarantine") + _count(con, "stage_rejects")
+        con.execute("DROP TABLE IF EXISTS temp.stage_rejects")
+        con.execute("DROP TABLE IF EXISTS temp.affected")
+        con.execute("DROP TABLE IF EXISTS temp.old_traces")
+        return read, read - quarantined, quarantined
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()  # fixed names only
+    return int(row[0]) if row else 0
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, show: bool) -> Any:
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc="ingest")
+
+
+def connect(path: PathArg | None = None, *, read_only: bool = False) -> TraceStore:
+    """Open (or create) a trace store.
+
+    Args:
+        path: a DuckDB file; None for an in-memory store.
+        read_only: open an existing file without taking the write lock.
+
+    Raises:
+        StoreLockedError: another process is writing to the file.
+    """
+    target = ":memory:" if path is None else str(Path(path).expanduser())
+    if path is not None:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(target, read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreLockedError(
+                f"{target} is open for writing in another process ({exc}). Close it there, "
+                "or open it with failkit.connect(path, read_only=True) once that load is done."
+            ) from exc
+        raise FailkitError(f"cannot open {target}: {exc}") from exc
+    con.execute("SET TimeZone = 'UTC'")
+    return TraceStore(con, None if path is None else target)
