@@ -120,16 +120,25 @@ class TraceStore:
     Use :func:`failkit.connect` to open one.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: str | None) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, path: str | None, *, read_only: bool = False
+    ) -> None:
         self.con = con
         self.path = path
+        self.read_only = read_only
         self._migrate()
 
     # -- lifecycle -------------------------------------------------------------------------
     def _migrate(self) -> None:
+        exists = _scalar(
+            self.con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version'"
+        )
+        if self.read_only:
+            if not exists:
+                raise FailkitError(f"{self.path} is not a failkit store (no schema_version table)")
+            return
         self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
-        version = row[0] if row else None
+        version = _scalar(self.con, "SELECT max(version) FROM schema_version")
         if version is not None and version > SCHEMA_VERSION:
             raise FailkitError(
                 f"{self.path}: made by a newer failkit (schema {version} > {SCHEMA_VERSION}); "
@@ -151,8 +160,8 @@ class TraceStore:
         self.close()
 
     def __repr__(self) -> str:
-        n = self.con.execute("SELECT count(*) FROM traces").fetchone()
-        return f"TraceStore({self.path or ':memory:'}, {n[0] if n else 0} runs)"
+        n = _scalar(self.con, "SELECT count(*) FROM traces")
+        return f"TraceStore({self.path or ':memory:'}, {n} runs)"
 
     # -- reading ---------------------------------------------------------------------------
     def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
@@ -207,6 +216,8 @@ class TraceStore:
         Raises:
             FailkitError: a path matches nothing, a format is unknown or a file is unreadable.
         """
+        if self.read_only:
+            raise FailkitError(f"{self.path} was opened read_only; connect without it to load")
         files = expand_paths(paths)
         forced = None if format == "auto" else get_adapter(format)
         total = sum(f.stat().st_size for f in files)
@@ -262,7 +273,7 @@ class TraceStore:
     ) -> dict[str, Any]:
         """Stage, validate and commit one load in a single transaction."""
         ingest_id = sha[:16]
-        known = self.con.execute("SELECT 1 FROM ingests WHERE sha256 = ?", [sha]).fetchone()
+        known = _scalar(self.con, "SELECT count(*) FROM ingests WHERE sha256 = ?", [sha])
         if known:
             return dict(zip(REPORT_COLUMNS, [label, fmt, "skipped", 0, 0, 0, 0.0, ingest_id]))
         started = datetime.now(UTC).replace(tzinfo=None)
@@ -345,9 +356,13 @@ class TraceStore:
         return read, read - quarantined, quarantined
 
 
+def _scalar(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> Any:
+    """First value of a query's single row (fetching it all, as DuckDB wants)."""
+    return con.execute(query, params).fetchall()[0][0]
+
+
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()  # fixed names only
-    return int(row[0]) if row else 0
+    return int(_scalar(con, f"SELECT count(*) FROM {table}"))  # fixed names only
 
 
 class _NoBar:
@@ -389,4 +404,4 @@ def connect(path: PathArg | None = None, *, read_only: bool = False) -> TraceSto
             ) from exc
         raise FailkitError(f"cannot open {target}: {exc}") from exc
     con.execute("SET TimeZone = 'UTC'")
-    return TraceStore(con, None if path is None else target)
+    return TraceStore(con, None if path is None else target, read_only=read_only)

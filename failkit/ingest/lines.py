@@ -31,7 +31,7 @@ def stage_lines(stage: Staging, view: str) -> None:
                       header = false, auto_detect = false, strict_mode = false,
                       compression = '{compression}', store_rejects = true,
                       rejects_table = '{_REJECTS}', rejects_scan = '{_SCAN}',
-                      max_line_size = 2147483647)
+                      max_line_size = 268435456)
         """,
         [str(stage.path)],
     )

@@ -169,6 +169,9 @@ class NativeJsonlAdapter:
                 "position": "'line ' || line_no",
             }
             select = ", ".join(extra.get(c, c) for c in cols)
-            con.execute(f"INSERT INTO {table} SELECT {select} FROM fk_rows WHERE problem IS NULL")
+            con.execute(
+                f"INSERT INTO {table} SELECT {select} FROM fk_rows WHERE problem IS NULL "
+                "ORDER BY line_no"
+            )
         for t in ("fk_rows", "fk_parsed", "fk_lines"):
             con.execute(f"DROP TABLE IF EXISTS temp.{t}")
