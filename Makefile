@@ -1,0 +1,37 @@
+# failkit — `make demo`, `make test`, `make lab`. Each creates .venv when absent.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEPS := $(VENV)/.deps-installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test lab lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(DEPS): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(DEPS)
+
+demo: $(DEPS)
+	$(BIN)/failkit demo
+
+test: $(DEPS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests
+	$(BIN)/python -m pytest -q --nbval notebooks --sanitize-with notebooks/sanitize.cfg -p no:xdist
+
+lint: $(DEPS)
+	$(BIN)/ruff check failkit tests benchmarks
+	$(BIN)/ruff format --check failkit tests benchmarks
+	$(BIN)/mypy failkit
+
+lab: $(DEPS)
+	$(BIN)/jupyter lab notebooks
+
+bench: $(DEPS)
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) data/demo.duckdb .pytest_cache .ruff_cache .mypy_cache
