@@ -166,7 +166,7 @@ def create_table_sql(table: str, columns: tuple[Column, ...], *, temp: bool = Fa
     cols = ",\n  ".join(
         f'"{c.name}" {c.sql_type}{"" if c.nullable or temp else " NOT NULL"}' for c in columns
     )
-    prefix = "CREATE TEMP TABLE" if temp else "CREATE TABLE IF NOT EXISTS"
+    prefix = "CREATE OR REPLACE TEMP TABLE" if temp else "CREATE TABLE IF NOT EXISTS"
     return f"{prefix} {table} (\n  {cols}\n)"
 
 

@@ -279,23 +279,25 @@ class TraceStore:
         started = datetime.now(UTC).replace(tzinfo=None)
         t0 = time.perf_counter()
         con = self.con
-        con.execute("BEGIN TRANSACTION")
         try:
+            # Staging touches only this connection's temp tables, so it runs before the
+            # transaction: an adapter may try a fast read and fall back after an error.
             for table, columns in STAGE_TABLES.items():
-                con.execute(create_table_sql(table, columns, temp=True).replace(
-                    "CREATE TEMP TABLE", "CREATE OR REPLACE TEMP TABLE"))
+                con.execute(create_table_sql(table, columns, temp=True))
             fill(Staging(con, path or Path(label)))
-            counts = self._validate_and_insert(ingest_id, label, fmt)
-            seconds = time.perf_counter() - t0
-            con.execute(
-                f"INSERT INTO ingests ({', '.join(names(INGEST_COLUMNS))}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [ingest_id, label, fmt, sha, started, seconds, *counts],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            con.execute("BEGIN TRANSACTION")
+            try:
+                counts = self._validate_and_insert(ingest_id, label, fmt)
+                seconds = time.perf_counter() - t0
+                con.execute(
+                    f"INSERT INTO ingests ({', '.join(names(INGEST_COLUMNS))}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [ingest_id, label, fmt, sha, started, seconds, *counts],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
         finally:
             for table in STAGE_TABLES:
                 con.execute(f"DROP TABLE IF EXISTS temp.{table}")
@@ -404,4 +406,5 @@ def connect(path: PathArg | None = None, *, read_only: bool = False) -> TraceSto
             ) from exc
         raise FailkitError(f"cannot open {target}: {exc}") from exc
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     return TraceStore(con, None if path is None else target, read_only=read_only)

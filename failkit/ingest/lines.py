@@ -2,8 +2,8 @@
 
 ``read_csv`` with a delimiter that valid JSON never contains raw (``\\x01``) and no quoting
 turns each line into one VARCHAR value, streamed and parallel. Lines that are not UTF-8 are
-caught by ``store_rejects`` and come back as quarantine entries with their line numbers;
-the numbering of the other lines is corrected for them with an ASOF join.
+caught by ``store_rejects`` and come back as quarantine entries with their line numbers; the
+numbering of the other lines is then corrected for them (only when there are any).
 """
 
 from __future__ import annotations
@@ -14,49 +14,61 @@ _REJECTS = "fk_line_rejects"
 _SCAN = "fk_line_reject_scans"
 
 
-def stage_lines(stage: Staging, view: str) -> None:
-    """Create temp table ``view(line_no BIGINT, line VARCHAR)`` of the file's non-empty lines.
+def stage_lines(stage: Staging, table: str, extra: str = "") -> None:
+    """Create temp table ``table(line_no, line[, extra...])`` of the file's non-empty lines.
+
+    Args:
+        stage: the load.
+        table: name of the temp table to create.
+        extra: more SELECT expressions over ``line`` (e.g. ``"json_valid(line) AS ok"``),
+            computed in the same pass.
 
     Lines that are not valid UTF-8 go to ``stage_quarantine``.
     """
     con = stage.con
-    con.execute(f"DROP TABLE IF EXISTS temp.{_REJECTS}")
-    con.execute(f"DROP TABLE IF EXISTS temp.{_SCAN}")
+    for t in (_REJECTS, _SCAN):
+        con.execute(f"DROP TABLE IF EXISTS temp.{t}")
     compression = "gzip" if stage.compressed else "none"
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE {view}_raw AS
-        SELECT row_number() OVER () AS n, line
-        FROM read_csv(?, columns = {{'line': 'VARCHAR'}}, delim = '\x01', quote = '', escape = '',
-                      header = false, auto_detect = false, strict_mode = false,
-                      compression = '{compression}', store_rejects = true,
-                      rejects_table = '{_REJECTS}', rejects_scan = '{_SCAN}',
-                      max_line_size = 268435456)
+        CREATE OR REPLACE TEMP TABLE {table} AS
+        SELECT line_no, line{", " + extra if extra else ""}
+        FROM (
+            SELECT row_number() OVER () AS line_no, line
+            FROM read_csv(?, columns = {{'line': 'VARCHAR'}}, delim = '\x01', quote = '',
+                          escape = '', header = false, auto_detect = false, strict_mode = false,
+                          compression = '{compression}', store_rejects = true,
+                          rejects_table = '{_REJECTS}', rejects_scan = '{_SCAN}',
+                          max_line_size = 268435456)
+        )
+        WHERE line IS NOT NULL AND trim(line) <> ''
         """,
         [str(stage.path)],
     )
-    con.execute(
-        f"""
-        INSERT INTO stage_quarantine
-        SELECT 'line ' || line, 'line is not valid UTF-8 text: re-export the file as UTF-8',
-               left(csv_line, 2000)
-        FROM {_REJECTS}
-        """
-    )
-    # accepted row n sits at line n + (number of rejected lines before it)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {view} AS
-        WITH rj AS (
-            SELECT line - row_number() OVER (ORDER BY line) AS k,
-                   row_number() OVER (ORDER BY line) AS skipped
-            FROM (SELECT DISTINCT line FROM {_REJECTS})
+    n_rejects = con.execute(f"SELECT count(DISTINCT line) FROM {_REJECTS}").fetchall()[0][0]
+    if n_rejects:
+        con.execute(
+            f"""
+            INSERT INTO stage_quarantine
+            SELECT 'line ' || line, 'line is not valid UTF-8 text: re-export the file as UTF-8',
+                   left(csv_line, 2000)
+            FROM {_REJECTS}
+            """
         )
-        SELECT r.n + coalesce(rj.skipped, 0) AS line_no, r.line
-        FROM {view}_raw r ASOF LEFT JOIN rj ON r.n > rj.k
-        WHERE r.line IS NOT NULL AND trim(r.line) <> ''
-        """
-    )
-    con.execute(f"DROP TABLE temp.{view}_raw")
-    con.execute(f"DROP TABLE IF EXISTS temp.{_REJECTS}")
-    con.execute(f"DROP TABLE IF EXISTS temp.{_SCAN}")
+        # accepted row n sits at line n + (number of rejected lines before it)
+        con.execute(
+            f"""
+            UPDATE {table} SET line_no = {table}.line_no + fix.skipped
+            FROM (
+                SELECT r.line_no, rj.skipped
+                FROM {table} r ASOF JOIN (
+                    SELECT line - row_number() OVER (ORDER BY line) AS k,
+                           row_number() OVER (ORDER BY line) AS skipped
+                    FROM (SELECT DISTINCT line FROM {_REJECTS})
+                ) rj ON r.line_no > rj.k
+            ) fix
+            WHERE {table}.line_no = fix.line_no
+            """
+        )
+    for t in (_REJECTS, _SCAN):
+        con.execute(f"DROP TABLE IF EXISTS temp.{t}")

@@ -1,9 +1,14 @@
-"""failkit's own JSONL: one span, run or label record per line (see README "JSONL format").
+"""failkit's own JSONL: one span, run or label record per line (see README "failkit JSONL").
 
-Loaded entirely in DuckDB: lines are read by :func:`stage_lines`, each line is parsed once
-with ``json_transform`` into a struct of JSON values, and every field is type-checked and
-converted by SQL generated from the schema's column types. A line with a problem goes to
-quarantine with the first problem found; the rest load.
+Loaded entirely in DuckDB, in one of two ways:
+
+- **fast**: DuckDB's parallel ``read_json`` with the schema's column types, strict. It
+  succeeds only on a clean file (every line a valid record of the right types, no blank
+  lines, so that row numbers are line numbers);
+- **careful**, when the fast read refuses the file: lines are read by :func:`stage_lines`;
+  each line is transformed twice with ``json_transform`` — into the schema's types and into
+  raw JSON values — and a field whose raw value is present but whose typed value is NULL has
+  the wrong type. A line with a problem goes to quarantine with the first problem found.
 """
 
 from __future__ import annotations
@@ -11,93 +16,94 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+import duckdb
+
 from failkit.ingest.base import STAGE_TABLES, Staging
 from failkit.ingest.lines import stage_lines
 from failkit.schema import Column
 
-# Fields whose values may be any JSON (kept as text / JSON text).
-_ANY_TEXT = {"input", "output", "comment", "value"}
+_RECORD_TYPES = {"span": "stage_spans", "trace": "stage_traces", "label": "stage_labels"}
+_DERIVED = {"duration_s", "position"}
+_TYPED = {"VARCHAR": "VARCHAR", "JSON": "JSON", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE",
+          "TIMESTAMP": "TIMESTAMPTZ"}  # fmt: skip
+_IDS = {"trace_id", "span_id", "parent_id"}
+_SHAPES = {"attributes": ("OBJECT", "an object"), "events": ("ARRAY", "an array")}
+_WHAT = {"VARCHAR": "a string", "BIGINT": "an integer", "DOUBLE": "a number"}
+_DEFAULTS = {"kind": "'other'", "status": "'unset'"}
 
 
-def _convert(col: Column, ref: str) -> tuple[str, str | None]:
-    """SQL for (converted value, problem-or-NULL) of one JSON field ``ref``."""
-    t = f"json_type({ref})"
-    name = col.name
-    absent = f"({ref} IS NULL OR {t} = 'NULL')"
-    bad = f"'field {name} should be {{}}, got ' || lower({t})"
-    if col.sql_type == "VARCHAR" and name in _ANY_TEXT:
+def _fields(record_type: str) -> list[Column]:
+    """The fields a record of this type carries (a span's ``source`` is the format)."""
+    derived = _DERIVED | ({"source"} if record_type == "span" else set())
+    return [c for c in STAGE_TABLES[_RECORD_TYPES[record_type]] if c.name not in derived]
+
+
+def _struct(fields: list[Column], *, typed: bool) -> str:
+    types = {c.name: (_TYPED[c.sql_type] if typed else "JSON") for c in fields}
+    if typed:
+        types.update({name: "JSON" for name in _IDS | set(_SHAPES) if name in types})
+    return "{" + ", ".join(f'"{k}": "{v}"' for k, v in types.items()) + "}"
+
+
+def _field_sql(col: Column) -> tuple[str, str | None]:
+    """(value, problem-or-None) of one field from typed ``t`` and raw ``r`` structs."""
+    name, typed, raw = col.name, f"t.{col.name}", f"r.{col.name}"
+    if name in _IDS:
+        ok = f"json_type({raw}) IN ('VARCHAR', 'BIGINT', 'UBIGINT')"
         return (
-            f"CASE WHEN {absent} THEN NULL WHEN {t} = 'VARCHAR' THEN {ref}->>'$' "
-            f"ELSE {ref}::VARCHAR END",
+            f"CASE WHEN {ok} THEN nullif(lower(trim({raw}->>'$')), '') END",
+            f"CASE WHEN {raw} IS NOT NULL AND NOT {ok} "
+            f"THEN 'field {name} should be a string, got ' || lower(json_type({raw})) END",
+        )
+    if name in _SHAPES:
+        want, what = _SHAPES[name]
+        return (
+            typed,
+            f"CASE WHEN {raw} IS NOT NULL AND json_type({raw}) <> '{want}' "
+            f"THEN 'field {name} should be {what}, got ' || lower(json_type({raw})) END",
+        )
+    if col.sql_type == "JSON":  # a string holding JSON counts as that JSON
+        return (
+            f"CASE WHEN json_type({raw}) = 'VARCHAR' AND json_valid({raw}->>'$') "
+            f"THEN ({raw}->>'$')::JSON ELSE {raw} END",
             None,
-        )
-    if col.sql_type == "VARCHAR":
-        ok = f"{t} IN ('VARCHAR', 'BIGINT', 'UBIGINT')"
-        return (
-            f"CASE WHEN {absent} THEN NULL WHEN {ok} THEN {ref}->>'$' END",
-            f"CASE WHEN NOT {absent} AND NOT {ok} THEN {bad.format('a string')} END",
-        )
-    if col.sql_type == "JSON":
-        want = {"attributes": "OBJECT", "events": "ARRAY"}.get(name)
-        value = (
-            f"CASE WHEN {absent} THEN NULL WHEN {t} = 'VARCHAR' AND json_valid({ref}->>'$') "
-            f"THEN ({ref}->>'$')::JSON ELSE {ref} END"
-        )
-        if want is None:
-            return value, None
-        return value, (
-            f"CASE WHEN NOT {absent} AND {t} <> '{want}' "
-            f"THEN {bad.format('an ' + want.lower() if want == 'OBJECT' else 'an array')} END"
-        )
-    if col.sql_type in ("BIGINT", "DOUBLE"):
-        num = f"{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
-        cast = f"try_cast({ref}->>'$' AS {col.sql_type})"
-        what = "an integer" if col.sql_type == "BIGINT" else "a number"
-        return (
-            f"CASE WHEN {absent} THEN NULL ELSE {cast} END",
-            f"CASE WHEN NOT {absent} AND (NOT ({num} OR {t} = 'VARCHAR') OR {cast} IS NULL) "
-            f"THEN {bad.format(what)} || ' ' || left({ref}::VARCHAR, 40) END",
         )
     if col.sql_type == "TIMESTAMP":
         value = (
-            f"CASE WHEN {absent} THEN NULL "
-            f"WHEN {t} = 'VARCHAR' THEN try_cast({ref}->>'$' AS TIMESTAMPTZ)::TIMESTAMP "
-            f"WHEN {t} IN ('BIGINT', 'UBIGINT', 'DOUBLE') "
-            f"THEN make_timestamp(try_cast(try_cast({ref}->>'$' AS DOUBLE) * 1e6 AS BIGINT)) END"
+            f"coalesce({typed}::TIMESTAMP, make_timestamp(try_cast("
+            f"try_cast({raw}::VARCHAR AS DOUBLE) * 1e6 AS BIGINT)))"
         )
         return value, (
-            f"CASE WHEN NOT {absent} AND ({value}) IS NULL THEN 'field {name} should be an ISO 8601 "
-            f"time (2026-01-01T00:00:00Z) or epoch seconds, got ' || left({ref}::VARCHAR, 40) END"
+            f"CASE WHEN {raw} IS NOT NULL AND {value} IS NULL THEN 'field {name} should be an "
+            f"ISO 8601 time (2026-01-01T00:00:00Z) or epoch seconds, got ' || left({raw}, 40) END"
         )
-    raise AssertionError(f"no conversion for {col.sql_type}")  # pragma: no cover
+    value = f"lower({typed})" if name in _DEFAULTS else typed
+    if name in _DEFAULTS:
+        value = f"coalesce({value}, {_DEFAULTS[name]})"
+    return value, (
+        f"CASE WHEN {raw} IS NOT NULL AND {typed} IS NULL "
+        f"THEN 'field {name} should be {_WHAT[col.sql_type]}, got ' || left({raw}, 40) END"
+    )
 
 
-_RECORD_TYPES = {"span": "stage_spans", "trace": "stage_traces", "label": "stage_labels"}
-_DEFAULTS = {"kind": "'other'", "status": "'unset'", "source": "'failkit_jsonl'"}
-_DERIVED = {"duration_s", "source", "position"}
-
-
-def _record_sql(record_type: str) -> tuple[str, str]:
-    """(SELECT list, problem expression) turning parsed lines of one record type into rows."""
-    table = _RECORD_TYPES[record_type]
-    fields = [c for c in STAGE_TABLES[table] if c.name not in _DERIVED]
-    selects: list[str] = []
-    problems: list[str] = []
+def _rows_sql(record_type: str) -> str:
+    """SELECT turning ``fk_lines`` of one record type into staged columns plus ``problem``."""
+    fields = _fields(record_type)
+    values, problems = [], []
     for col in fields:
-        value, problem = _convert(col, f"r.j.{col.name}")
-        if col.name in ("kind", "status"):
-            value = f"coalesce(lower({value}), {_DEFAULTS[col.name]})"
-        if col.name in ("trace_id", "span_id", "parent_id"):
-            value = f"nullif(lower(trim({value})), '')"
-        selects.append(f"{value} AS {col.name}")
+        value, problem = _field_sql(col)
+        values.append(f"{value} AS {col.name}")
         if problem:
             problems.append(problem)
-    return ", ".join(selects), f"coalesce({', '.join(problems)})" if problems else "NULL"
-
-
-def _struct_type(record_type: str) -> str:
-    fields = [c.name for c in STAGE_TABLES[_RECORD_TYPES[record_type]] if c.name not in _DERIVED]
-    return "{" + ", ".join(f'"{f}": "JSON"' for f in ["type", *fields]) + "}"
+    return f"""
+        SELECT {", ".join(values)}, coalesce({", ".join(problems)}) AS problem, line_no, line
+        FROM (
+            SELECT line_no, line,
+                   json_transform(line, '{_struct(fields, typed=True)}') AS t,
+                   json_transform(line, '{_struct(fields, typed=False)}') AS r
+            FROM fk_lines WHERE rtype = ?
+        )
+    """
 
 
 class NativeJsonlAdapter:
@@ -112,66 +118,132 @@ class NativeJsonlAdapter:
         first = head.lstrip().split(b"\n", 1)[0]
         if not first.startswith(b"{") or b'"resourceSpans"' in first:
             return False
-        return b'"trace_id"' in first and (
-            b'"type": "' in first or b'"type":"' in first or b'"span_id"' in first
-        ) and b'"object"' not in first and b'"run_type"' not in first
+        return (
+            b'"trace_id"' in first
+            and (b'"type": "' in first or b'"type":"' in first or b'"span_id"' in first)
+            and b'"object"' not in first
+            and b'"run_type"' not in first
+        )
 
     def load(self, stage: Staging) -> None:
-        con = stage.con
-        stage_lines(stage, "fk_lines")
+        if not _load_fast(stage):
+            _load_careful(stage)
+
+
+def _all_fields() -> dict[str, str]:
+    """Every field of every record type with its DuckDB type for ``read_json``."""
+    types = {"type": "VARCHAR"}
+    for rtype in _RECORD_TYPES:
+        for col in _fields(rtype):
+            types.setdefault(col.name, _TYPED[col.sql_type])
+    return types
+
+
+def _load_fast(stage: Staging) -> bool:
+    """Stage a clean file with one strict typed ``read_json``; False when it is not clean."""
+    con = stage.con
+    compression = "gzip" if stage.compressed else "none"
+    columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _all_fields().items()) + "}"
+    try:
         con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE fk_parsed AS
-            SELECT line_no, line,
-                   CASE WHEN NOT json_valid(line) THEN 'invalid'
-                        WHEN json_type(line) <> 'OBJECT' THEN 'not_object'
-                        ELSE coalesce(lower(line->>'$.type'), 'span') END AS rtype
-            FROM fk_lines
-            """
+            f"""
+            CREATE OR REPLACE TEMP TABLE fk_json AS
+            SELECT row_number() OVER () AS line_no, *
+            FROM read_json(?, format = 'newline_delimited', columns = {columns},
+                           compression = '{compression}', maximum_object_size = 268435456)
+            """,
+            [str(stage.path)],
         )
+        n_lines = con.execute(
+            f"""SELECT count(*) FROM read_csv(?, columns = {{'line': 'VARCHAR'}}, delim = '',
+                quote = '', escape = '', header = false, auto_detect = false,
+                strict_mode = false, compression = '{compression}',
+                max_line_size = 268435456)""",
+            [str(stage.path)],
+        ).fetchall()[0][0]
+    except duckdb.Error:
+        con.execute("DROP TABLE IF EXISTS temp.fk_json")
+        return False
+    n_rows, n_odd = con.execute(
+        """
+        SELECT count(*), count(*) FILTER (
+            WHERE coalesce(lower(type), 'span') NOT IN ('span', 'trace', 'label')
+               OR json_type(attributes) <> 'OBJECT' OR json_type(events) <> 'ARRAY')
+        FROM fk_json
+        """
+    ).fetchall()[0]
+    if n_rows != n_lines or n_odd:
+        con.execute("DROP TABLE temp.fk_json")
+        return False
+    converted = {
+        "kind": "coalesce(lower(kind), 'other')",
+        "status": "coalesce(lower(status), 'unset')",
+        "tool_args": "CASE WHEN json_type(tool_args) = 'VARCHAR' AND json_valid(tool_args->>'$') "
+        "THEN (tool_args->>'$')::JSON ELSE tool_args END",
+        "start_time": "start_time::TIMESTAMP",
+        "end_time": "end_time::TIMESTAMP",
+        **{i: f"nullif(lower(trim({i})), '')" for i in _IDS},
+    }
+    for rtype, table in _RECORD_TYPES.items():
+        con.execute(
+            f"INSERT INTO {table} SELECT {_stage_select(table, converted)} FROM fk_json "
+            "WHERE coalesce(lower(type), 'span') = ? ORDER BY line_no",
+            [rtype],
+        )
+    con.execute("DROP TABLE temp.fk_json")
+    return True
+
+
+def _load_careful(stage: Staging) -> None:
+    """Stage a file line by line, quarantining each bad line with its reason."""
+    con = stage.con
+    stage_lines(
+        stage,
+        "fk_lines",
+        extra="""CASE WHEN NOT json_valid(line) THEN 'invalid'
+                      WHEN json_type(line) <> 'OBJECT' THEN 'not_object'
+                      ELSE coalesce(lower(line->>'$.type'), 'span') END AS rtype""",
+    )
+    con.execute(
+        """
+        INSERT INTO stage_quarantine
+        SELECT 'line ' || line_no,
+               CASE rtype
+                   WHEN 'invalid' THEN 'line is not valid JSON (cut short, a missing quote '
+                        || 'or brace, or not JSON at all): fix or drop the line'
+                   WHEN 'not_object' THEN 'line holds a JSON ' || lower(json_type(line))
+                        || ', not an object: each line must be one {...} record'
+                   ELSE 'unknown record type ' || rtype || ': use span, trace or label'
+               END,
+               left(line, 2000)
+        FROM fk_lines WHERE rtype NOT IN ('span', 'trace', 'label')
+        ORDER BY line_no
+        """
+    )
+    for rtype, table in _RECORD_TYPES.items():
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fk_rows AS {_rows_sql(rtype)}", [rtype])
         con.execute(
             """
             INSERT INTO stage_quarantine
-            SELECT 'line ' || line_no,
-                   CASE rtype
-                       WHEN 'invalid' THEN 'line is not valid JSON (cut short, a missing quote '
-                            || 'or brace, or not JSON at all): fix or drop the line'
-                       WHEN 'not_object' THEN 'line holds a JSON ' || lower(json_type(line))
-                            || ', not an object: each line must be one {...} record'
-                       ELSE 'unknown record type ' || rtype || ': use span, trace or label'
-                   END,
-                   left(line, 2000)
-            FROM fk_parsed WHERE rtype NOT IN ('span', 'trace', 'label')
+            SELECT 'line ' || line_no, problem || ': fix the field or drop it', left(line, 2000)
+            FROM fk_rows WHERE problem IS NOT NULL ORDER BY line_no
             """
         )
-        for rtype, table in _RECORD_TYPES.items():
-            selects, problem = _record_sql(rtype)
-            con.execute(
-                f"""
-                CREATE OR REPLACE TEMP TABLE fk_rows AS
-                SELECT {selects}, {problem} AS problem, r.line_no, r.line
-                FROM (SELECT line_no, line, json_transform(line, '{_struct_type(rtype)}') AS j
-                      FROM fk_parsed WHERE rtype = ?) r
-                """,
-                [rtype],
-            )
-            con.execute(
-                """
-                INSERT INTO stage_quarantine
-                SELECT 'line ' || line_no, problem || ': fix the field or drop it', left(line, 2000)
-                FROM fk_rows WHERE problem IS NOT NULL
-                """
-            )
-            cols = [c.name for c in STAGE_TABLES[table]]
-            extra = {
-                "duration_s": "epoch_us(end_time - start_time) / 1e6",
-                "source": "'failkit_jsonl'",
-                "position": "'line ' || line_no",
-            }
-            select = ", ".join(extra.get(c, c) for c in cols)
-            con.execute(
-                f"INSERT INTO {table} SELECT {select} FROM fk_rows WHERE problem IS NULL "
-                "ORDER BY line_no"
-            )
-        for t in ("fk_rows", "fk_parsed", "fk_lines"):
-            con.execute(f"DROP TABLE IF EXISTS temp.{t}")
+        con.execute(
+            f"INSERT INTO {table} SELECT {_stage_select(table)} FROM fk_rows "
+            "WHERE problem IS NULL ORDER BY line_no"
+        )
+    for t in ("fk_rows", "fk_lines"):
+        con.execute(f"DROP TABLE IF EXISTS temp.{t}")
+
+
+def _stage_select(table: str, converted: dict[str, str] | None = None) -> str:
+    """SELECT list filling a staging table from parsed columns (plus ``line_no``)."""
+    derived = {
+        "duration_s": "epoch_us(end_time - start_time) / 1e6",
+        "position": "'line ' || line_no",
+        **(converted or {}),
+    }
+    if table == "stage_spans":  # a label's source is its judge, a span's is the format
+        derived["source"] = "'failkit_jsonl'"
+    return ", ".join(derived.get(c.name, c.name) for c in STAGE_TABLES[table])
