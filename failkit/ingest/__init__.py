@@ -8,9 +8,11 @@ from failkit.ingest.langsmith import LangSmithRunsAdapter
 from failkit.ingest.messages import MessagesAdapter
 from failkit.ingest.native import NativeJsonlAdapter
 from failkit.ingest.openai_agents import OpenAIAgentsAdapter
+from failkit.ingest.otlp import OtlpAdapter
 from failkit.ingest.trail import TrailAnnotationsAdapter, TrailTraceAdapter
 from failkit.ingest.who_and_when import WhoAndWhenAdapter
 
+register(OtlpAdapter())
 register(NativeJsonlAdapter())
 register(LabelsCsvAdapter())
 register(LangSmithRunsAdapter())

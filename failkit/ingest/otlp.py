@@ -1,0 +1,180 @@
+"""OpenTelemetry traces (OTLP): OTel GenAI, OpenInference, Langfuse, pydantic-ai, smolagents, ….
+
+One mapping, several encodings. Every encoding becomes OTLP JSON request objects, one per
+"line", which DuckDB parses once per line with an explicit type for the whole
+``resourceSpans`` tree (:data:`REQUEST_TYPE`), unnests into spans and maps onto the span
+columns (``sql/otlp_macros.sql``, ``sql/otlp_bad.sql``, ``sql/otlp_spans.sql``):
+
+- JSON lines (the Collector's and the Python file exporter's output, the big one): read in
+  blocks of whole lines straight into Arrow, one query per block, never a Python loop per
+  line or span;
+- one or several pretty-printed JSON documents (an OTLP/HTTP request body, protobuf's
+  ``json_format`` output with base64 ids and enum names, the console exporter's span objects):
+  split in Python, see :mod:`failkit.ingest.otlp_docs`;
+- a binary protobuf ``ExportTraceServiceRequest``.
+
+A line that is not valid UTF-8 or not valid JSON is quarantined with its line number and the
+rest loads; spans without ids or ending before they start are quarantined by the store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import IO, ClassVar, Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from failkit.ingest.base import Staging, read_head
+from failkit.ingest.otlp_docs import document_lines, is_protobuf_request, protobuf_lines
+
+Encoding = Literal["jsonl", "document", "protobuf"]
+
+BLOCK_BYTES = 64 << 20
+"""Bytes of JSON lines staged by one query (memory grows with it, planning cost falls)."""
+BATCH_BYTES = 1 << 20
+"""Bytes per Arrow record batch handed to DuckDB (its threads take batches)."""
+
+# An ExportTraceServiceRequest has one field; a console exporter span prints name, context.
+_REQUEST = re.compile(rb'\{\s*"resource(Spans|_spans)"\s*:')
+_CONSOLE = re.compile(rb'\{\s*"name"\s*:.*?"context"\s*:\s*\{\s*"trace_id"\s*:\s*"0x', re.S)
+_LINES = "fk_otlp_lines"
+LINES_SCHEMA = pa.schema([("line_no", pa.int64()), ("line", pa.large_binary())])
+
+# The explicit DuckDB type of a request line (never inferred: pitfall 3). Attribute values
+# stay compact JSON text (see sql/otlp_macros.sql); scalars are text, so int64 as a JSON
+# string (Python, Collector) or number (JS) reads the same (pitfall 2); ids and enums stay
+# text: hex or base64, 3 or "SPAN_KIND_CLIENT" (pitfall 1).
+_ATTRIBUTES = [{"key": "VARCHAR", "value": "JSON"}]
+_SPAN = {
+    **dict.fromkeys(("traceId", "spanId", "parentSpanId", "name", "kind"), "VARCHAR"),
+    **dict.fromkeys(("startTimeUnixNano", "endTimeUnixNano"), "VARCHAR"),
+    "status": {"code": "VARCHAR", "message": "VARCHAR"},
+    "attributes": _ATTRIBUTES,
+    "events": [{"timeUnixNano": "VARCHAR", "name": "VARCHAR", "attributes": _ATTRIBUTES}],
+}
+REQUEST_TYPE = {
+    "resourceSpans": [
+        {
+            "resource": {"attributes": _ATTRIBUTES},
+            "scopeSpans": [{"scope": {"name": "VARCHAR", "version": "VARCHAR"}, "spans": [_SPAN]}],
+        }
+    ]
+}
+
+
+def _sql(name: str) -> str:
+    """The text of a file in ``failkit/sql``."""
+    return resources.files("failkit.sql").joinpath(name).read_text()
+
+
+def sniff_encoding(head: bytes) -> Encoding | None:
+    """Which OTLP encoding a file's first bytes show, or None when it is not OTLP."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not text.startswith(b"{"):
+        return "protobuf" if is_protobuf_request(head) else None
+    request = _REQUEST.match(text)
+    if request is None and not _CONSOLE.match(text):
+        return None
+    # JSON lines: the first line is a whole object, or longer than the head
+    first, newline, _ = text.partition(b"\n")
+    one_line = not newline or first.rstrip().endswith(b"}")
+    return "jsonl" if request and request[1] == b"Spans" and one_line else "document"
+
+
+class OtlpAdapter:
+    """OTLP traces in JSON lines, JSON documents, protobuf or console-exporter output."""
+
+    name: ClassVar[str] = "otlp"
+    description: ClassVar[str] = (
+        "OpenTelemetry OTLP traces (GenAI, OpenInference, Langfuse, …): JSON lines, an "
+        "OTLP/HTTP JSON body, protobuf (binary or json_format), console exporter output"
+    )
+
+    def sniff(self, head: bytes, path: Path) -> bool:
+        """True for OTLP in any of the encodings."""
+        return sniff_encoding(head) is not None
+
+    def load(self, stage: Staging) -> None:
+        """Stage the spans of the file; unreadable lines go to quarantine.
+
+        Raises:
+            FormatError: a binary protobuf file that does not decode.
+        """
+        encoding = sniff_encoding(read_head(stage.path)) or "jsonl"
+        con = stage.con
+        con.execute(_sql("otlp_macros.sql"))
+        con.execute(  # the type is a constant, not input
+            "CREATE OR REPLACE TEMP MACRO fk_otlp_parse(line) AS "
+            f"json_transform(line, '{json.dumps(REQUEST_TYPE)}')"
+        )
+        con.execute(
+            "SET VARIABLE fk_otlp_unit = ?", ["request " if encoding == "protobuf" else "line "]
+        )
+        if encoding == "jsonl":
+            with stage.open() as f:
+                for block in line_blocks(f):
+                    _stage_lines(con, block)
+        else:
+            with stage.open() as f:
+                data = f.read()
+            if encoding == "protobuf":
+                _stage_lines(con, protobuf_lines(data, stage.path))
+            else:
+                _stage_lines(con, document_lines(stage, data))
+        con.execute("DROP TABLE IF EXISTS temp.fk_otlp_bad")
+
+
+def _stage_lines(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
+    """Stage a table of request lines ``(line_no, line)``: bad lines, then spans."""
+    con.register(_LINES, lines)
+    try:
+        con.execute(_sql("otlp_bad.sql"))
+        con.execute(_sql("otlp_spans.sql"))
+    finally:
+        con.unregister(_LINES)
+
+
+def line_blocks(f: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[pa.Table]:
+    """The lines of a byte stream as Arrow tables ``(line_no, line)`` of whole lines.
+
+    Lines stay bytes (DuckDB checks UTF-8 and skips blank lines). A table holds about
+    ``block_bytes`` in record batches of about :data:`BATCH_BYTES`, which DuckDB's threads
+    share.
+    """
+    first_line = 1
+    pending: list[bytes] = []
+    while True:
+        chunk = f.read(block_bytes)
+        end = chunk.rfind(b"\n") + 1 if chunk else 0
+        if chunk and not end:
+            pending.append(chunk)
+            continue
+        data = b"".join([*pending, chunk[:end]]) if chunk else b"".join(pending)
+        pending = [chunk[end:]] if chunk else []
+        if data:
+            table = _split_lines(data, first_line)
+            first_line += table.num_rows
+            yield table
+        if not chunk:
+            return
+
+
+def _split_lines(data: bytes, first_line: int) -> pa.Table:
+    """Whole lines as a table ``(line_no, line)`` in record batches, without copying."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+    if not data.endswith(b"\n"):
+        ends = np.append(ends, len(data))
+    offsets = np.concatenate([[0], ends]).astype(np.int64)
+    lines = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    line_no = pa.array(np.arange(first_line, first_line + len(ends), dtype=np.int64))
+    table = pa.Table.from_arrays([line_no, lines], schema=LINES_SCHEMA)
+    per_batch = max(1, len(ends) * BATCH_BYTES // len(data))
+    return pa.Table.from_batches(table.to_batches(max_chunksize=per_batch))

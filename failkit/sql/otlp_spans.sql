@@ -1,0 +1,163 @@
+-- Stage the spans of OTLP JSON request lines fk_otlp_lines(line_no BIGINT, line BLOB),
+-- skipping the blank and bad lines in fk_otlp_bad (otlp_bad.sql). Needs the macros of
+-- otlp_macros.sql and the variable fk_otlp_unit ('line ' or 'request ') naming a line_no.
+
+INSERT INTO stage_spans
+WITH requests AS (
+    SELECT line_no, fk_otlp_parse(decode(line)) AS j
+    FROM fk_otlp_lines ANTI JOIN fk_otlp_bad USING (line_no)
+),
+resources AS (
+    SELECT line_no, generate_subscripts(j.resourceSpans, 1) AS r,
+        unnest(list_transform(j.resourceSpans, lambda x: x.resource.attributes)) AS resource,
+        unnest(list_transform(j.resourceSpans, lambda x: x.scopeSpans)) AS scope_spans
+    FROM requests
+),
+scopes AS (
+    SELECT line_no, r, fk_otlp_object(resource, 'resource.') AS resource_pairs,
+           generate_subscripts(scope_spans, 1) AS c, unnest(scope_spans) AS ss
+    FROM resources
+),
+flat AS (
+    -- every span with the resource.* and otel.scope.* attributes of its request
+    SELECT line_no, r, c, concat_ws(',', resource_pairs,
+               '"otel.scope.name":' || to_json(ss.scope.name),
+               '"otel.scope.version":' || to_json(ss.scope.version)) AS context,
+           generate_subscripts(ss.spans, 1) AS k, unnest(ss.spans) AS s
+    FROM scopes
+),
+items AS (
+    SELECT *, fk_otlp_items(s.attributes, '') AS items FROM flat
+),
+objs AS (
+    -- all attributes as one flat JSON object
+    SELECT line_no, r, c, k, s,
+        '{' || concat_ws(',', fk_otlp_inner(items), context,
+            '"otel.span.kind":' || to_json(CASE upper(s.kind)
+                WHEN '1' THEN 'internal' WHEN 'SPAN_KIND_INTERNAL' THEN 'internal'
+                WHEN '2' THEN 'server' WHEN 'SPAN_KIND_SERVER' THEN 'server'
+                WHEN '3' THEN 'client' WHEN 'SPAN_KIND_CLIENT' THEN 'client'
+                WHEN '4' THEN 'producer' WHEN 'SPAN_KIND_PRODUCER' THEN 'producer'
+                WHEN '5' THEN 'consumer' WHEN 'SPAN_KIND_CONSUMER' THEN 'consumer' END))
+        || '}' AS attributes,
+        list_filter(s.events, lambda e: e.name = 'exception')[1].attributes AS exc
+    FROM items
+),
+typed AS (
+    -- the attributes the mapping reads, each as text (one parse of the object)
+    SELECT *, json_transform(attributes, '{
+        "failkit.span.kind": "VARCHAR", "gen_ai.operation.name": "VARCHAR",
+        "openinference.span.kind": "VARCHAR", "langfuse.observation.type": "VARCHAR",
+        "gen_ai.response.model": "VARCHAR", "gen_ai.request.model": "VARCHAR",
+        "llm.model_name": "VARCHAR", "langfuse.observation.model.name": "VARCHAR",
+        "gen_ai.provider.name": "VARCHAR", "gen_ai.system": "VARCHAR",
+        "llm.provider": "VARCHAR", "llm.system": "VARCHAR",
+        "gen_ai.tool.name": "VARCHAR", "tool.name": "VARCHAR",
+        "gen_ai.tool.call.id": "VARCHAR", "tool.id": "VARCHAR",
+        "langfuse.observation.metadata.tool_call_id": "VARCHAR",
+        "gen_ai.tool.call.arguments": "VARCHAR", "gen_ai.tool.call.result": "VARCHAR",
+        "gen_ai.input.messages": "VARCHAR", "gen_ai.output.messages": "VARCHAR",
+        "input.value": "VARCHAR", "output.value": "VARCHAR",
+        "langfuse.observation.input": "VARCHAR", "langfuse.observation.output": "VARCHAR",
+        "gen_ai.usage.input_tokens": "VARCHAR", "gen_ai.usage.output_tokens": "VARCHAR",
+        "gen_ai.usage.prompt_tokens": "VARCHAR", "gen_ai.usage.completion_tokens": "VARCHAR",
+        "llm.token_count.prompt": "VARCHAR", "llm.token_count.completion": "VARCHAR",
+        "langfuse.observation.usage_details": "VARCHAR",
+        "llm.cost.total": "VARCHAR", "langfuse.observation.cost_details": "VARCHAR",
+        "failkit.cost_usd": "VARCHAR", "failkit.confidence": "VARCHAR",
+        "error.type": "VARCHAR", "langfuse.observation.level": "VARCHAR",
+        "langfuse.observation.status_message": "VARCHAR"}') AS a
+    FROM objs
+),
+mapped AS (
+    SELECT *,
+        lower(a."openinference.span.kind") AS oi_kind,
+        lower(a."langfuse.observation.type") AS lf_type,
+        fk_otlp_ns(s.startTimeUnixNano) AS start_ns,
+        fk_otlp_ns(s.endTimeUnixNano) AS end_ns,
+        -- OpenInference messages only when the span has no input.value / output.value
+        CASE WHEN a."input.value" IS NULL AND oi_kind IS NOT NULL
+             THEN fk_oi_items(s.attributes, 'llm.input_messages.') END AS oi_in,
+        CASE WHEN a."output.value" IS NULL AND oi_kind IS NOT NULL
+             THEN fk_oi_items(s.attributes, 'llm.output_messages.') END AS oi_out
+    FROM typed
+)
+SELECT
+    fk_otlp_id(s.traceId) AS trace_id,
+    fk_otlp_id(s.spanId) AS span_id,
+    fk_otlp_id(s.parentSpanId) AS parent_id,
+    s.name AS name,
+    coalesce(
+        lower(a."failkit.span.kind"),
+        CASE lower(a."gen_ai.operation.name")
+            WHEN 'invoke_agent' THEN 'agent' WHEN 'create_agent' THEN 'agent'
+            WHEN 'chat' THEN 'llm' WHEN 'text_completion' THEN 'llm'
+            WHEN 'generate_content' THEN 'llm'
+            WHEN 'execute_tool' THEN 'tool' WHEN 'embeddings' THEN 'embedding'
+            WHEN 'retrieval' THEN 'retriever' WHEN 'invoke_workflow' THEN 'chain' END,
+        CASE WHEN oi_kind IN ('agent', 'llm', 'tool', 'chain', 'retriever', 'embedding',
+                              'guardrail', 'evaluator') THEN oi_kind
+             WHEN oi_kind = 'reranker' THEN 'retriever' WHEN oi_kind = 'prompt' THEN 'chain' END,
+        CASE WHEN lf_type IN ('agent', 'tool', 'chain', 'retriever', 'embedding', 'evaluator',
+                              'guardrail') THEN lf_type
+             WHEN lf_type = 'generation' THEN 'llm' END,
+        'other') AS kind,
+    fk_otlp_ts(start_ns) AS start_time,
+    fk_otlp_ts(end_ns) AS end_time,
+    (end_ns - start_ns) / 1e9 AS duration_s,
+    CASE
+        WHEN upper(s.status.code) IN ('2', 'STATUS_CODE_ERROR')
+            OR upper(a."langfuse.observation.level") = 'ERROR' THEN 'error'
+        WHEN upper(s.status.code) IN ('1', 'STATUS_CODE_OK') THEN 'ok'
+        ELSE 'unset' END AS status,
+    coalesce(a."error.type", fk_otlp_get(exc, 'exception.type')) AS error_type,
+    -- an empty status message falls back to the exception (pitfall 8); a LangChain message's
+    -- traceback is left to the exception event, which keeps it
+    coalesce(
+        nullif(trim(split_part(s.status.message, 'Traceback (most recent call last):', 1)), ''),
+        fk_otlp_get(exc, 'exception.message'),
+        nullif(a."langfuse.observation.status_message", '')) AS error_message,
+    coalesce(a."gen_ai.response.model", a."gen_ai.request.model", a."llm.model_name",
+             a."langfuse.observation.model.name") AS model,
+    coalesce(a."gen_ai.provider.name", a."gen_ai.system", a."llm.provider", a."llm.system")
+        AS provider,
+    coalesce(a."gen_ai.tool.name", a."tool.name", CASE WHEN lf_type = 'tool' THEN s.name END)
+        AS tool_name,
+    coalesce(a."gen_ai.tool.call.id", a."tool.id",
+             CASE WHEN json_valid(a."langfuse.observation.metadata.tool_call_id")
+                  THEN a."langfuse.observation.metadata.tool_call_id"->>'$'
+                  ELSE a."langfuse.observation.metadata.tool_call_id" END) AS tool_call_id,
+    fk_json_text(coalesce(
+        a."gen_ai.tool.call.arguments",
+        CASE WHEN oi_kind = 'tool' THEN coalesce(fk_smolagents_kwargs(a."input.value"),
+                                                 a."input.value") END,
+        CASE WHEN lf_type = 'tool' THEN a."langfuse.observation.input" END))::JSON AS tool_args,
+    coalesce(a."gen_ai.input.messages", a."input.value", a."langfuse.observation.input",
+             fk_oi_join(oi_in),
+             a."gen_ai.tool.call.arguments") AS input,
+    coalesce(a."gen_ai.output.messages", a."gen_ai.tool.call.result", a."output.value",
+             a."langfuse.observation.output",
+             fk_oi_join(oi_out)) AS output,
+    try_cast(coalesce(
+        a."gen_ai.usage.input_tokens", a."gen_ai.usage.prompt_tokens", a."llm.token_count.prompt",
+        fk_usage(a."langfuse.observation.usage_details", ['input', 'prompt_tokens', 'input_tokens'])
+    ) AS BIGINT) AS tokens_in,
+    try_cast(coalesce(
+        a."gen_ai.usage.output_tokens", a."gen_ai.usage.completion_tokens",
+        a."llm.token_count.completion",
+        fk_usage(a."langfuse.observation.usage_details",
+                 ['output', 'completion_tokens', 'output_tokens'])
+    ) AS BIGINT) AS tokens_out,
+    try_cast(coalesce(a."failkit.cost_usd", a."llm.cost.total",
+                      fk_usage(a."langfuse.observation.cost_details", ['total'])) AS DOUBLE)
+        AS cost_usd,
+    try_cast(a."failkit.confidence" AS DOUBLE) AS confidence,
+    attributes::JSON AS attributes,
+    fk_otlp_events(s.events)::JSON AS events,
+    CASE WHEN oi_kind IS NOT NULL THEN 'openinference'
+         WHEN lf_type IS NOT NULL THEN 'langfuse'
+         ELSE 'otlp' END AS source,
+    getvariable('fk_otlp_unit') || line_no
+        || CASE WHEN r > 1 OR c > 1 THEN ' resource ' || r || ' scope ' || c ELSE '' END
+        || ' span ' || k AS position
+FROM mapped;
