@@ -328,6 +328,15 @@ class Design(BaseModel):
             raise ValueError(f"stage names must be unique; repeated: {', '.join(dupes)}")
         return self
 
+    @classmethod
+    def from_store(
+        cls, store: Any, *, name: str = "observed", task_spread: float | str = "fit"
+    ) -> Design:
+        """Today's design estimated from a store's traces (:func:`failkit.estimate.from_store`)."""
+        from failkit.estimate import from_store
+
+        return from_store(store, name=name, task_spread=task_spread)  # type: ignore[arg-type]
+
     @property
     def stage_names(self) -> list[str]:
         """Stage names in order."""

@@ -1,22 +1,34 @@
-"""Compounded reliability from observed runs: pass^k over repeated trials, per-task flakiness.
+"""Compounded reliability from observed runs: per-stage rates, how they compound, pass^k.
 
-``stage_reliability`` (per-stage success rates with Beta posteriors, detectable vs silent,
-transient vs permanent, latency and cost distributions) belongs here too; it is built on the
-decision chains of :mod:`failkit.chains` and is not written yet.
+:func:`stage_reliability` reads the decision chains of :mod:`failkit.chains`; :func:`compounding`
+and :func:`compounding_gap` set the end-to-end success the stage rates imply beside the
+observed one; :func:`pass_hat_k` and :func:`task_flakiness` look at repeated trials of a task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from failkit.chains import Source, _steps_of
 from failkit.errors import FailkitError
 from failkit.schema import Outcome
 from failkit.store import TraceStore
 
+STAGE_RELIABILITY_COLUMNS = [
+    "stage", "n_attempts", "n_successes", "n_failures", "success_rate", "ci_low", "ci_high",
+    "n_detectable", "n_silent", "detectable_share", "silent_share", "n_transient",
+    "n_permanent", "transient_share", "n_recovered", "latency_s_mean", "latency_s_p50",
+    "latency_s_p95", "cost_usd_mean", "cost_usd_p50", "cost_usd_p95",
+]  # fmt: skip
+COMPOUNDING_COLUMNS = [
+    "shape", "n_runs", "share_runs", "observed", "ci_low", "ci_high", "implied", "gap",
+]  # fmt: skip
+GAP_COLUMNS = ["component", "success_rate", "delta"]
 PASS_HAT_K_COLUMNS = ["k", "pass_hat_k", "n_tasks", "ci_low", "ci_high"]
 FLAKINESS_COLUMNS = ["task_id", "n_runs", "n_successes", "success_rate", "flaky"]
 _DTYPES = {
@@ -143,3 +155,203 @@ def task_flakiness(runs: TraceStore | pd.DataFrame) -> pd.DataFrame:
 
 def _empty(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in columns})
+
+
+def stage_reliability(
+    source: Source,
+    *,
+    by: Literal["tool_name", "model"] | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Per stage (and tool or model): how often an attempt works, how it fails, what it costs.
+
+    An attempt is a working step (not an agent / chain wrapper, not a human review) counted under
+    its stage (a failed step's stage is the one blamed, so a stage that has no steps of its own,
+    like ``parameter_extraction`` when one LLM call picks the tool and writes its arguments,
+    shows only failures). It fails
+    when it raised an error that is not a propagated copy (*detectable*) or when it is where a
+    silently failed run's first failure was located (*silent*, see :func:`failkit.steps`; only
+    the first silent mistake of a run is seen, so silent rates are lower bounds). Errors are
+    *transient* when the stage rules say a repeat can fix them. The interval is the equal-tailed
+    Beta posterior interval under the Jeffreys prior Beta(1/2, 1/2).
+
+    Args:
+        source: a TraceStore, spans DataFrame or :func:`failkit.steps` frame.
+        by: also break down by ``tool_name`` or ``model`` (missing values form their own group).
+        level: interval coverage.
+
+    Returns:
+        One row per stage (and ``by`` value), most attempts first: ``stage``, [``by``],
+        ``n_attempts``, ``n_successes``, ``n_failures``, ``success_rate``, ``ci_low``,
+        ``ci_high``, ``n_detectable``, ``n_silent``, ``detectable_share``, ``silent_share``,
+        ``n_transient``, ``n_permanent``, ``transient_share`` (of detectable failures),
+        ``n_recovered`` (errors a later step got past), ``latency_s_{mean,p50,p95}``,
+        ``cost_usd_{mean,p50,p95}``.
+    """
+    if by not in (None, "tool_name", "model"):
+        raise FailkitError(f"by must be None, 'tool_name' or 'model', got {by!r}")
+    keys = ["stage"] + ([by] if by else [])
+    columns = keys + STAGE_RELIABILITY_COLUMNS[1:]
+    st = _steps_of(source)
+    w = st.loc[~st["kind"].isin(["agent", "chain", "human"])]
+    if w.empty:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}).astype(
+            {k: "str" for k in keys}
+        )
+    err = w["status"].eq("error") & ~w["propagated"].fillna(False).astype(bool)
+    frame = (
+        w[keys]
+        .astype("string")
+        .fillna("(none)")
+        .assign(
+            det=err,
+            sil=w["is_first_failure"].astype(bool) & w["heuristic"].notna() & ~err,
+            trans=err & w["transient"].fillna(False).astype(bool),
+            rec=err & w["recovered"].fillna(False).astype(bool),
+            lat=w["duration_s"],
+            cost=w["cost_usd"],
+        )
+    )
+    g = frame.groupby(keys, sort=False)
+    out = g.agg(
+        n_attempts=("det", "size"),
+        n_detectable=("det", "sum"),
+        n_silent=("sil", "sum"),
+        n_transient=("trans", "sum"),
+        n_recovered=("rec", "sum"),
+        latency_s_mean=("lat", "mean"),
+        cost_usd_mean=("cost", "mean"),
+    )
+    for name, col, q in (
+        ("latency_s_p50", "lat", 0.5),
+        ("latency_s_p95", "lat", 0.95),
+        ("cost_usd_p50", "cost", 0.5),
+        ("cost_usd_p95", "cost", 0.95),
+    ):
+        out[name] = g[col].quantile(q)
+    out["n_failures"] = out["n_detectable"] + out["n_silent"]
+    out["n_successes"] = out["n_attempts"] - out["n_failures"]
+    out["n_permanent"] = out["n_detectable"] - out["n_transient"]
+    out["success_rate"] = out["n_successes"] / out["n_attempts"]
+    a, b = out["n_successes"] + 0.5, out["n_failures"] + 0.5
+    out["ci_low"] = stats.beta.ppf(0.5 - level / 2, a, b)
+    out["ci_high"] = stats.beta.ppf(0.5 + level / 2, a, b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["detectable_share"] = out["n_detectable"] / out["n_failures"]
+        out["silent_share"] = out["n_silent"] / out["n_failures"]
+        out["transient_share"] = out["n_transient"] / out["n_detectable"]
+    order = [False] + [True] * len(keys)
+    out = out.reset_index().sort_values(["n_attempts", *keys], ascending=order)
+    ints = [c for c in columns if c.startswith("n_")]
+    return out[columns].astype({c: "int64" for c in ints}).reset_index(drop=True)
+
+
+def _shape_rates(runs: TraceStore | pd.DataFrame, source: Source | None) -> tuple:
+    """Per run its shape (tool rounds of its task) and success; per stage the net hazard."""
+    from failkit.estimate import ROUND_STAGES, Chains  # estimate builds on this module
+
+    store = runs if isinstance(runs, TraceStore) else None
+    st = _steps_of(source if source is not None else store)
+    frame = runs_frame(runs, ["trace_id", "task_id", "duration_s", "cost_usd"])
+    ch = Chains.of(st, frame)
+    task = ch.runs["task_id"].fillna(ch.runs["trace_id"]).astype(str).to_numpy()
+    shape = pd.Series(ch.rounds).groupby(task).transform("max").to_numpy()
+    hazard: dict[str, list[int]] = {}
+    for j, (stage, rnd) in enumerate(ch.slots):
+        made = ch.rounds >= rnd if stage in ROUND_STAGES else np.ones_like(ch.rounds, bool)
+        risk = (ch.first_pos >= j) & made
+        n_f = int((ch.first_pos == j).sum())
+        acc = hazard.setdefault(stage, [0, 0])
+        acc[0] += n_f
+        acc[1] += int(risk.sum())
+    h = {s: f / n if n else 0.0 for s, (f, n) in hazard.items()}
+    per_round = np.prod([1 - h[s] for s in h if s in ROUND_STAGES])
+    once = np.prod([1 - h[s] for s in h if s not in ROUND_STAGES])
+    success = ch.first_pos >= len(ch.slots)
+    return task, shape, success, float(once), float(per_round)
+
+
+def compounding(
+    runs: TraceStore | pd.DataFrame, source: Source | None = None, *, level: float = 0.95
+) -> pd.DataFrame:
+    """End-to-end success the stage rates imply, beside the observed one, per run shape.
+
+    A run's shape is the number of tool rounds its task takes (the most any of the task's runs
+    made: a run that failed early shows fewer). Stage rates are pooled over rounds: per stage,
+    the share of occurrences at risk (no failure yet) where the run's first failure happened;
+    a run of shape R is implied to succeed with ``prod(run-level stages) * prod(round
+    stages) ** R`` — what independent failures at these rates would give. ``gap`` is what
+    independence misses; :func:`compounding_gap` splits it.
+
+    Args:
+        runs: a TraceStore, or a runs frame (``store.traces_df()``) with ``source`` giving steps.
+        source: spans or :func:`failkit.steps` frame when ``runs`` is a frame.
+        level: coverage of the Wilson interval of the observed rate.
+
+    Returns:
+        One row per shape, then ``all``: ``shape``, ``n_runs``, ``share_runs``, ``observed``,
+        ``ci_low``, ``ci_high``, ``implied``, ``gap`` (observed minus implied).
+    """
+    _, shape, success, once, per_round = _shape_rates(runs, source)
+    df = pd.DataFrame({"shape": shape, "ok": success})
+    g = df.groupby("shape")["ok"].agg(["size", "sum"])
+    implied = once * per_round ** g.index.to_numpy(float)
+    total = np.array([len(df), int(df["ok"].sum())])
+    n = np.append(g["size"].to_numpy(), total[0])
+    s = np.append(g["sum"].to_numpy(), total[1])
+    imp = np.append(implied, float(np.dot(implied, g["size"]) / total[0]))
+    lo, hi = wilson_interval(s, n, level=level)
+    out = pd.DataFrame(
+        {
+            "shape": [*map(str, g.index), "all"],
+            "n_runs": n,
+            "share_runs": n / total[0],
+            "observed": s / n,
+            "ci_low": lo,
+            "ci_high": hi,
+            "implied": imp,
+        }
+    )
+    out["gap"] = out["observed"] - out["implied"]
+    return out[COMPOUNDING_COLUMNS]
+
+
+def compounding_gap(runs: TraceStore | pd.DataFrame, source: Source | None = None) -> pd.DataFrame:
+    """The observed success rate built up from the stage rates, one effect at a time.
+
+    1. ``average run``: stage rates compounded over a run of average length;
+    2. ``runs of different length``: each run compounded over its own shape (longer runs fail
+       more than their share, shorter ones less);
+    3. ``harder tasks``: each run's stage failure rates scaled by its task's failure ratio, from
+       the task's *other* runs (leave-one-out; observed / implied failures, shrunk by one
+       failure's worth toward 1): difficulty that repeated trials reveal;
+    4. ``observed``: what is left is failures travelling together within runs.
+
+    Returns:
+        ``component``, ``success_rate`` (after adding the effect), ``delta`` (its size).
+    """
+    task, shape, success, once, per_round = _shape_rates(runs, source)
+    implied = once * per_round ** shape.astype(float)
+    fail = (~success).astype(float)
+    exp_fail = 1.0 - implied
+    t = pd.Series(task)
+    other_f = t.map(pd.Series(fail).groupby(task).sum()).to_numpy() - fail
+    other_e = t.map(pd.Series(exp_fail).groupby(task).sum()).to_numpy() - exp_fail
+    prior = float(exp_fail.mean())
+    ratio = (other_f + prior) / (other_e + prior)
+    q_once, q_round = 1.0 - once, 1.0 - per_round
+    hard = (1 - np.clip(q_once * ratio, 0, 1)) * (1 - np.clip(q_round * ratio, 0, 1)) ** shape
+    steps_ = [
+        ("average run", once * per_round ** float(shape.mean())),
+        ("runs of different length", float(implied.mean())),
+        ("harder tasks", float(hard.mean())),
+        ("observed", float(success.mean())),
+    ]
+    values = np.array([v for _, v in steps_])
+    return pd.DataFrame(
+        {
+            "component": [c for c, _ in steps_],
+            "success_rate": values,
+            "delta": np.diff(values, prepend=np.nan),
+        }
+    )[GAP_COLUMNS]

@@ -1,16 +1,27 @@
-"""pass^k and task flakiness from observed runs."""
+"""Stage reliability, compounding, pass^k and task flakiness from observed runs."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import failkit as fk
-from failkit.reliability import FLAKINESS_COLUMNS, PASS_HAT_K_COLUMNS
+from failkit import synth
+from failkit.reliability import (
+    COMPOUNDING_COLUMNS,
+    FLAKINESS_COLUMNS,
+    GAP_COLUMNS,
+    PASS_HAT_K_COLUMNS,
+    STAGE_RELIABILITY_COLUMNS,
+)
+from tests._chain_frames import span
+from tests._chain_frames import store as chain_store
 from tests.conftest import shared_path
 
 
@@ -101,3 +112,89 @@ def test_reads_a_store(tmp_path: Path) -> None:
     got = fk.pass_hat_k(store, ks=[1, 2])
     np.testing.assert_allclose(got["pass_hat_k"], [2 / 3, 1 / 3])
     assert fk.task_flakiness(store)["flaky"].tolist() == [True]
+
+
+# -- stage_reliability and compounding ---------------------------------------------------------
+
+
+def _two_runs(tmp_path: Path) -> fk.TraceStore:
+    """Run a: plan, a timed-out call retried to success, answer. Run b: plan, answer (wrong)."""
+    rows = [
+        span("a", "r", None, "agent", 0, duration_s=40),
+        span("a", "p", "r", "llm", 0, duration_s=2, cost_usd=0.01),
+        span("a", "t1", "r", "tool", 2, duration_s=30, status="error", tool_name="get_weather",
+             error_type="TimeoutError", error_message="request timed out"),
+        span("a", "t2", "r", "tool", 33, duration_s=1, tool_name="get_weather"),
+        span("a", "f", "r", "llm", 34, duration_s=4, cost_usd=0.03),
+        span("b", "r", None, "agent", 0, duration_s=6),
+        span("b", "p", "r", "llm", 0, duration_s=2, cost_usd=0.01, confidence=0.9),
+        span("b", "f", "r", "llm", 2, duration_s=4, cost_usd=0.03, confidence=0.2),
+    ]  # fmt: skip
+    return chain_store(tmp_path, rows, outcomes={"a": "success", "b": "failure"})
+
+
+def test_stage_reliability_by_hand(tmp_path: Path) -> None:
+    got = fk.stage_reliability(_two_runs(tmp_path)).set_index("stage")
+    assert list(got.reset_index().columns) == STAGE_RELIABILITY_COLUMNS
+    te = got.loc["tool_execution"]
+    assert (te["n_attempts"], te["n_failures"], te["n_detectable"], te["n_transient"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
+    assert te["n_recovered"] == 1 and te["latency_s_mean"] == pytest.approx(15.5)
+    rs = got.loc["response_synthesis"]
+    assert (rs["n_attempts"], rs["n_silent"], rs["silent_share"]) == (2, 1, 1.0)
+    assert rs["success_rate"] == 0.5
+    # Jeffreys: Beta(1.5, 1.5)
+    assert rs["ci_low"] == pytest.approx(stats.beta.ppf(0.025, 1.5, 1.5))
+    assert got.loc["planning", "n_failures"] == 0
+
+
+def test_stage_reliability_by_tool_and_empty(tmp_path: Path) -> None:
+    got = fk.stage_reliability(_two_runs(tmp_path), by="tool_name")
+    assert got.columns[1] == "tool_name"
+    assert set(got["tool_name"]) == {"get_weather", "(none)"}
+    empty = fk.stage_reliability(pd.DataFrame({"trace_id": [], "span_id": []}), by="model")
+    assert empty.empty and list(empty.columns)[:2] == ["stage", "model"]
+    with pytest.raises(fk.FailkitError, match="by must be"):
+        fk.stage_reliability(_two_runs(tmp_path), by="stage")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def synth_store() -> fk.TraceStore:
+    world = synth.World(n_tasks=200, trials=5, seed=4)
+    result = synth.generate(world, synth.AgentDesign(name="a"))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = result.write(tmp, formats=("jsonl",))
+        store = fk.connect()
+        store.ingest(paths["jsonl"], progress=False)
+    return store
+
+
+def test_compounding_per_shape(synth_store: fk.TraceStore) -> None:
+    got = fk.compounding(synth_store)
+    assert list(got.columns) == COMPOUNDING_COLUMNS
+    assert got["shape"].iloc[-1] == "all"
+    shapes = got.iloc[:-1]
+    assert shapes["n_runs"].sum() == got["n_runs"].iloc[-1] == 1000
+    assert shapes["implied"].is_monotonic_decreasing
+    # longer tasks are harder: they fail more than independent stages imply
+    assert shapes["gap"].iloc[-1] < 0 < shapes["gap"].iloc[0]
+    overall = got.iloc[-1]
+    assert overall["ci_low"] <= overall["observed"] <= overall["ci_high"]
+
+
+def test_compounding_gap_adds_up(synth_store: fk.TraceStore) -> None:
+    got = fk.compounding_gap(synth_store)
+    assert list(got.columns) == GAP_COLUMNS
+    assert got["component"].tolist() == [
+        "average run", "runs of different length", "harder tasks", "observed",
+    ]  # fmt: skip
+    total = got["success_rate"].iloc[0] + got["delta"].iloc[1:].sum()
+    assert total == pytest.approx(got["success_rate"].iloc[-1])
+    observed = fk.task_flakiness(synth_store)
+    assert got["success_rate"].iloc[-1] == pytest.approx(
+        observed["n_successes"].sum() / observed["n_runs"].sum()
+    )

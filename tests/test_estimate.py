@@ -1,0 +1,104 @@
+"""Design.from_store: today's design estimated from synthetic runs, and the backtest."""
+
+from __future__ import annotations
+
+import tempfile
+
+import pandas as pd
+import pytest
+
+import failkit as fk
+from failkit import synth
+from failkit.estimate import BACKTEST_COLUMNS, OVERHEAD, round_of, stage_names
+
+
+@pytest.fixture(scope="module")
+def runs() -> tuple[synth.SynthResult, fk.TraceStore]:
+    world = synth.World(n_tasks=300, trials=5, seed=2)
+    result = synth.generate(world, synth.AgentDesign(name="a"))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = result.write(tmp, formats=("jsonl",))
+        store = fk.connect()
+        store.ingest(paths["jsonl"])
+    return result, store
+
+
+@pytest.fixture(scope="module")
+def design(runs: tuple[synth.SynthResult, fk.TraceStore]) -> fk.Design:
+    return fk.Design.from_store(runs[1], task_spread=0.0)
+
+
+def test_layout_rounds_and_names(design: fk.Design) -> None:
+    names = design.stage_names
+    assert names[0] == "planning" and names[-2:] == ["response_synthesis", OVERHEAD]
+    assert stage_names(design, "tool_execution")[:2] == ["tool_execution", "tool_execution_2"]
+    assert [round_of(n) for n in ("planning", "tool_selection", "tool_execution_3")] == [0, 1, 3]
+    assert design.name == "observed"
+
+
+def test_estimates_what_synth_built(design: fk.Design) -> None:
+    ts = design.stage("tool_selection")
+    assert ts.n_tools == 16  # distinct tools executed
+    assert ts.calibration is not None
+    assert ts.max_attempts == 2 and design.stage("tool_execution").max_attempts == 3
+    te = design.stage("tool_execution")
+    assert not te.idempotent and 0.2 < te.p_side_effect_on_failure < 0.5
+    assert 0.5 < te.p_recover < 0.9 and te.backoff_s == pytest.approx(0.5, abs=0.1)
+    assert design.stage("planning").p_transient == 0.0  # context length: permanent
+    assert design.stage("response_synthesis").parse_failure_share > 0.0
+    assert design.stage("tool_selection").parse_failure_share == 0.0
+
+
+def test_reproduces_the_runs_it_was_estimated_from(
+    runs: tuple[synth.SynthResult, fk.TraceStore], design: fk.Design
+) -> None:
+    truth = runs[0].truth
+    got = fk.simulate(design, ci_draws=0, ks=[1]).set_index("metric")["value"]
+    assert got["success_rate"] == pytest.approx(truth["outcome"].eq("success").mean(), abs=0.003)
+    assert got["cost_usd_mean"] == pytest.approx(truth["cost_usd"].mean(), rel=0.01)
+    assert got["latency_s_mean"] == pytest.approx(truth["duration_s"].mean(), rel=0.02)
+
+
+def test_task_spread_fits_pass_hat_k(runs: tuple[synth.SynthResult, fk.TraceStore]) -> None:
+    design = fk.Design.from_store(runs[1])
+    assert design.task_spread > 0.3
+    got = fk.simulate(design, ci_draws=0, ks=[2, 4]).set_index("metric")["value"]
+    observed = fk.pass_hat_k(runs[1], ks=[2, 4])["pass_hat_k"].to_numpy()
+    assert got["pass_hat_2"] == pytest.approx(observed[0], abs=0.02)
+    assert got["pass_hat_4"] == pytest.approx(observed[1], abs=0.03)
+
+
+def test_backtest_holds_out_half_the_tasks(runs: tuple[synth.SynthResult, fk.TraceStore]) -> None:
+    got = fk.backtest(runs[1], seed=0)
+    assert list(got.columns) == BACKTEST_COLUMNS
+    assert got["metric"].tolist() == ["success_rate", "cost_usd_mean", "latency_s_mean"]
+    assert got["within"].all(), got
+    assert (got["pred_low"] < got["predicted"]).all() and (
+        got["predicted"] < got["pred_high"]
+    ).all()
+    assert 600 < got["n_runs"].iloc[0] < 900
+
+
+def test_round_shares(runs: tuple[synth.SynthResult, fk.TraceStore]) -> None:
+    got = fk.round_shares(runs[1])
+    assert got["round"].tolist() == [1, 2, 3, 4]
+    assert got["presence"].iloc[0] == 1.0
+    assert got["presence"].is_monotonic_decreasing
+
+
+def test_no_working_steps_is_an_error() -> None:
+    with pytest.raises(fk.FailkitError, match="no working steps"):
+        fk.Design.from_store(fk.connect())
+
+
+def test_from_steps_frame_matches_store(
+    runs: tuple[synth.SynthResult, fk.TraceStore], design: fk.Design
+) -> None:
+    from failkit.estimate import estimate_design
+
+    store = runs[1]
+    again = estimate_design(fk.steps(store), store.traces_df(), task_spread=0.0)
+    pd.testing.assert_series_equal(
+        pd.Series([s.p_success for s in again.stages]),
+        pd.Series([s.p_success for s in design.stages]),
+    )
