@@ -90,8 +90,10 @@ def main() -> None:
     for name, (seconds, rows, peak) in results.items():
         print(f"{name:<10} {seconds:>8.2f} {seconds / floor:>8.2f} {rows:>10,} {peak:>8.0f}")
     ratio = results["failkit"][0] / floor
-    print(f"goal: <= 3x floor ({'met' if ratio <= 3 else 'MISSED'}: {ratio:.2f}x), "
-          f"<= 2048 MB ({'met' if results['failkit'][2] <= 2048 else 'MISSED'})")
+    print(
+        f"goal: <= 3x floor ({'met' if ratio <= 3 else 'MISSED'}: {ratio:.2f}x), "
+        f"<= 2048 MB ({'met' if results['failkit'][2] <= 2048 else 'MISSED'})"
+    )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,8 +19,8 @@ import duckdb
 import pandas as pd
 
 from failkit.errors import FailkitError, StoreLockedError
-from failkit.ingest.detect import detect, get_adapter
 from failkit.ingest.base import STAGE_TABLES, Adapter, Staging, is_gzip
+from failkit.ingest.detect import detect, get_adapter
 from failkit.schema import (
     INGEST_COLUMNS,
     LABEL_COLUMNS,
@@ -172,7 +174,7 @@ class TraceStore:
             raise FailkitError(f"query failed: {exc}") from exc
 
     def spans_df(self) -> pd.DataFrame:
-        """Every span, ordered by run and start time (columns of ``failkit.schema.SPAN_COLUMNS``)."""
+        """Every span, by run and start time (columns of ``failkit.schema.SPAN_COLUMNS``)."""
         return self.con.sql("SELECT * FROM spans ORDER BY trace_id, start_time, span_id").df()
 
     def traces_df(self) -> pd.DataFrame:
@@ -221,7 +223,9 @@ class TraceStore:
         files = expand_paths(paths)
         forced = None if format == "auto" else get_adapter(format)
         total = sum(f.stat().st_size for f in files)
-        show = progress if progress is not None else (len(files) > 20 or total > _PROGRESS_MIN_BYTES)
+        show = (
+            progress if progress is not None else (len(files) > 20 or total > _PROGRESS_MIN_BYTES)
+        )
         rows = []
         bar = _progress_bar(total, show)
         try:
@@ -241,7 +245,9 @@ class TraceStore:
             FailkitError: a required column is missing or an unknown one is present.
         """
         if isinstance(labels, pd.DataFrame):
-            return IngestReport(pd.DataFrame([self._load_labels_frame(labels)], columns=REPORT_COLUMNS))
+            return IngestReport(
+                pd.DataFrame([self._load_labels_frame(labels)], columns=REPORT_COLUMNS)
+            )
         return self.ingest(labels, format="labels_csv")
 
     def _load_labels_frame(self, frame: pd.DataFrame) -> dict[str, Any]:
@@ -258,7 +264,15 @@ class TraceStore:
     def _load_file(self, path: Path, adapter: Adapter) -> dict[str, Any]:
         def fill(stage: Staging) -> None:
             stage.compressed = is_gzip(path)
-            adapter.load(stage)
+            try:
+                adapter.load(stage)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                raise FailkitError(
+                    f"{path}: the gzip data is damaged or cut short ({exc}); "
+                    "re-compress or re-export the file"
+                ) from exc
+            finally:
+                stage.cleanup()
 
         return self._commit(str(path), _sha256(path), adapter.name, fill, path=path)
 
@@ -275,7 +289,9 @@ class TraceStore:
         ingest_id = sha[:16]
         known = _scalar(self.con, "SELECT count(*) FROM ingests WHERE sha256 = ?", [sha])
         if known:
-            return dict(zip(REPORT_COLUMNS, [label, fmt, "skipped", 0, 0, 0, 0.0, ingest_id]))
+            return dict(
+                zip(REPORT_COLUMNS, [label, fmt, "skipped", 0, 0, 0, 0.0, ingest_id], strict=False)
+            )
         started = datetime.now(UTC).replace(tzinfo=None)
         t0 = time.perf_counter()
         con = self.con
@@ -301,7 +317,9 @@ class TraceStore:
         finally:
             for table in STAGE_TABLES:
                 con.execute(f"DROP TABLE IF EXISTS temp.{table}")
-        return dict(zip(REPORT_COLUMNS, [label, fmt, "loaded", *counts, seconds, ingest_id]))
+        return dict(
+            zip(REPORT_COLUMNS, [label, fmt, "loaded", *counts, seconds, ingest_id], strict=False)
+        )
 
     def _validate_and_insert(self, ingest_id: str, path: str, fmt: str) -> tuple[int, int, int]:
         con = self.con

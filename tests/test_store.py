@@ -45,8 +45,15 @@ def good_file(tmp_path: Path) -> Path:
         [
             span(span_id="root", kind="agent", name="run", attributes={"failkit.task_id": "k1"}),
             span(span_id="c1", parent_id="root", tokens_in=10, tokens_out=3, cost_usd=0.002),
-            span(span_id="c2", parent_id="root", kind="tool", tool_name="search",
-                 tool_args={"q": "x"}, status="error", error_type="TimeoutError"),
+            span(
+                span_id="c2",
+                parent_id="root",
+                kind="tool",
+                tool_name="search",
+                tool_args={"q": "x"},
+                status="error",
+                error_type="TimeoutError",
+            ),
             {"type": "label", "trace_id": "t1", "name": "outcome", "value": "failure"},
         ],
     )
@@ -113,7 +120,8 @@ def test_each_bad_line_is_quarantined_with_its_reason(tmp_path: Path) -> None:
 def test_non_utf8_line_is_quarantined_and_numbering_stays_right(tmp_path: Path) -> None:
     path = tmp_path / "enc.jsonl"
     path.write_bytes(
-        json.dumps(span(span_id="a")).encode() + b"\n"
+        json.dumps(span(span_id="a")).encode()
+        + b"\n"
         + b'{"trace_id": "\xff\xfe"}\n'
         + b"\n"
         + b"garbage\n"
@@ -158,8 +166,19 @@ class ExplodingAdapter:
         return False
 
     def load(self, stage: Staging) -> None:
-        stage.append("stage_spans", [{"trace_id": "boom", "span_id": "1", "kind": "llm",
-                                      "status": "ok", "source": "x", "position": "1"}])
+        stage.append(
+            "stage_spans",
+            [
+                {
+                    "trace_id": "boom",
+                    "span_id": "1",
+                    "kind": "llm",
+                    "status": "ok",
+                    "source": "x",
+                    "position": "1",
+                }
+            ],
+        )
         stage.quarantine("2", "bad")
         raise RuntimeError("disk on fire")
 
@@ -195,7 +214,7 @@ def test_add_labels_from_csv_and_frame(good_file: Path, tmp_path: Path) -> None:
 
 def test_add_labels_names_missing_columns() -> None:
     store = fk.connect()
-    with pytest.raises(fk.FailkitError, match="missing column\\(s\\) value.*unknown column\\(s\\) x"):
+    with pytest.raises(fk.FailkitError, match=r"missing column\(s\) value.*unknown column\(s\) x"):
         store.add_labels(pd.DataFrame({"trace_id": ["t"], "name": ["n"], "x": [1]}))
 
 
@@ -235,15 +254,21 @@ def test_sql_binds_parameters(good_file: Path) -> None:
         store.sql("SELECT * FROM nowhere")
 
 
-def test_file_store_reopens_and_second_writer_gets_clear_error(good_file: Path, tmp_path: Path) -> None:
+def test_file_store_reopens_and_second_writer_gets_clear_error(
+    good_file: Path, tmp_path: Path
+) -> None:
     db = tmp_path / "traces.duckdb"
     with fk.connect(db) as store:
         store.ingest(good_file)
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         f"import failkit as fk, time; s = fk.connect({str(db)!r}); print('ready', flush=True); "
-         "time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"import failkit as fk, time; s = fk.connect({str(db)!r}); print('ready', flush=True); "
+            "time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"

@@ -15,6 +15,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import math
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +42,9 @@ SNIFF_BYTES = 64 * 1024
 POSITION = Column("position", "VARCHAR", "where in the file the row came from")
 
 STAGE_TABLES: dict[str, tuple[Column, ...]] = {
-    "stage_spans": tuple(c for c in SPAN_COLUMNS if c.name != "ingest_id") + (POSITION,),
-    "stage_traces": TRACE_META_COLUMNS + (POSITION,),
-    "stage_labels": tuple(c for c in LABEL_COLUMNS if c.name != "ingest_id") + (POSITION,),
+    "stage_spans": (*tuple(c for c in SPAN_COLUMNS if c.name != "ingest_id"), POSITION),
+    "stage_traces": (*TRACE_META_COLUMNS, POSITION),
+    "stage_labels": (*tuple(c for c in LABEL_COLUMNS if c.name != "ingest_id"), POSITION),
     "stage_quarantine": (
         POSITION,
         Column("reason", "VARCHAR", "what is wrong"),
@@ -74,13 +78,28 @@ def truncate_raw(raw: str | bytes | None) -> str | None:
     return raw
 
 
+_TOO_DEEP = "nested too deeply to read (Python reads about 900 levels of [ and {)"
+
+
+def loads_json(data: str | bytes | bytearray) -> Any:
+    """``json.loads``, reporting nesting too deep for Python as a ValueError (not a crash).
+
+    Raises:
+        ValueError: the text is not JSON, or is nested too deeply to read.
+    """
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(f"JSON {_TOO_DEEP}") from None
+
+
 def to_json_text(value: Any) -> str | None:
     """JSON text for a JSON column; strings that already hold JSON are kept as they are."""
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            json.loads(value)
+            loads_json(value)
             return value
         except ValueError:
             return json.dumps(value)
@@ -102,22 +121,66 @@ class Staging:
     path: Path
     compressed: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    _link_dir: str | None = field(default=None, repr=False)
 
     def open(self) -> IO[bytes]:
         """The file's bytes, gunzipped when it is gzip."""
         return open_bytes(self.path)
 
+    @property
+    def scan_path(self) -> str:
+        """The file's path for DuckDB's ``read_json`` / ``read_csv`` (bound as a parameter).
+
+        DuckDB expands ``*``, ``?``, ``[...]`` and ``{...}`` in those paths as a glob, so a
+        file named ``run[1].jsonl`` would read ``run1.jsonl`` instead. Such a file is read
+        through a link with a plain name in a private temporary directory.
+        """
+        text = str(self.path)
+        if not any(ch in text for ch in _GLOB_CHARS):
+            return text
+        if self._link_dir is None:
+            self._link_dir = tempfile.mkdtemp(prefix="failkit-")
+        link = os.path.join(self._link_dir, "input")
+        if not os.path.lexists(link):
+            try:
+                os.symlink(os.path.abspath(text), link)
+            except OSError:  # no symlinks (Windows without the privilege): copy
+                shutil.copyfile(text, link)
+        return link
+
+    def cleanup(self) -> None:
+        """Remove what :attr:`scan_path` created."""
+        if self._link_dir is not None:
+            shutil.rmtree(self._link_dir, ignore_errors=True)
+            self._link_dir = None
+
     def append(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Stage Python rows (dicts keyed by column name; missing keys are NULL)."""
+        """Stage Python rows (dicts keyed by column name; missing keys are NULL).
+
+        Values of the wrong Python type are converted to the column's type (text for text
+        columns, NULL for numbers that are not numbers); a JSON column's text that DuckDB
+        does not accept as JSON is stored as a JSON string holding that text.
+        """
         columns = STAGE_TABLES[table]
         rows = list(rows)
         if not rows:
             return 0
         data = {c.name: [r.get(c.name) for r in rows] for c in columns}
-        arrow = pa.Table.from_pydict(data, schema=arrow_schema(columns))
+        schema = arrow_schema(columns)
+        try:
+            arrow = pa.Table.from_pydict(data, schema=schema)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            coerced = {c.name: [_coerce(v, c.sql_type) for v in data[c.name]] for c in columns}
+            arrow = pa.Table.from_pydict(coerced, schema=schema)
+        select = ", ".join(
+            f"CASE WHEN json_valid({c.name}) THEN {c.name} ELSE to_json({c.name})::VARCHAR END"
+            if c.sql_type == "JSON"
+            else c.name
+            for c in columns
+        )  # fixed column names only
         self.con.register("_staging_batch", arrow)
         try:
-            self.con.execute(f"INSERT INTO {table} SELECT * FROM _staging_batch")
+            self.con.execute(f"INSERT INTO {table} SELECT {select} FROM _staging_batch")
         finally:
             self.con.unregister("_staging_batch")
         return len(rows)
@@ -127,6 +190,52 @@ class Staging:
         self.append(
             "stage_quarantine", [{"position": position, "reason": reason, "raw": truncate_raw(raw)}]
         )
+
+
+_GLOB_CHARS = "*?[]{}"
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _text(value: Any) -> str | None:
+    """Text Arrow can store: JSON for non-strings, unpaired surrogates replaced."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        try:
+            value = to_text(value)
+        except (RecursionError, ValueError):
+            value = f"<{type(value).__name__} nested too deeply to store>"
+    assert value is not None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _coerce(value: Any, sql_type: str) -> Any:
+    """``value`` as the Python type Arrow wants for a column of ``sql_type``."""
+    if value is None:
+        return None
+    if sql_type in ("VARCHAR", "JSON"):
+        return _text(value)
+    if sql_type == "BIGINT":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            return None
+        number = int(value)
+        return number if _INT64[0] <= number <= _INT64[1] else None
+    if sql_type == "DOUBLE":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    if sql_type == "BOOLEAN":
+        return value if isinstance(value, bool) else None
+    return value
 
 
 class Adapter(Protocol):
@@ -173,7 +282,7 @@ def read_json_document(stage: Staging) -> Any:
     with stage.open() as f:
         data = f.read()
     try:
-        return json.loads(data)
+        return loads_json(data)
     except (ValueError, UnicodeDecodeError) as exc:
         stage.quarantine(
             "file",

@@ -39,10 +39,7 @@ def detect(path: Path) -> Adapter:
         if adapter.sniff(head, path):
             return adapter
     preview = head[:200].decode("utf-8", errors="replace").replace("\n", "\\n")
-    if not head.strip():
-        what = "the file is empty"
-    else:
-        what = f"it starts with: {preview!r}"
+    what = "the file is empty" if not head.strip() else f"it starts with: {preview!r}"
     raise FormatError(
         f"{path}: not a trace format failkit recognises ({what}).\n"
         f"Supported formats:\n{supported_formats()}\n"
@@ -58,7 +55,5 @@ def get_adapter(name: str) -> Adapter:
     """
     found = adapters().get(name)
     if found is None:
-        raise FormatError(
-            f"unknown format {name!r}; use 'auto' or one of: {', '.join(adapters())}"
-        )
+        raise FormatError(f"unknown format {name!r}; use 'auto' or one of: {', '.join(adapters())}")
     return found

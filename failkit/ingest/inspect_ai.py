@@ -29,7 +29,7 @@ from typing import IO, Any, ClassVar
 import pyarrow as pa
 
 from failkit.errors import FailkitError
-from failkit.ingest.base import Staging, read_json_document
+from failkit.ingest.base import Staging, loads_json, read_json_document
 from failkit.ingest.records import (
     BAD_RECORD,
     Batch,
@@ -103,10 +103,13 @@ def read_member(archive: zipfile.ZipFile, raw: IO[bytes], info: zipfile.ZipInfo)
         try:
             with archive.open(info) as member:
                 return member.read(info.file_size)
-        except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
-            raise ValueError(str(exc)) from exc
+        except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, zlib.error) as exc:
+            raise ValueError(str(exc) or type(exc).__name__) from exc
     raw.seek(info.header_offset)
-    header = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
+    try:
+        header = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
+    except struct.error as exc:
+        raise ValueError(f"local file header is cut short ({exc})") from exc
     if header[0] != _ZIP_MAGIC:
         raise ValueError("no local file header where the directory points")
     raw.seek(info.header_offset + _LOCAL_HEADER.size + header[-2] + header[-1])
@@ -128,7 +131,14 @@ def _archive_documents(stage: Staging, batch: Batch) -> tuple[Row, list[tuple[st
     """(log header, [(position, sample)]) of a ``.eval`` archive; bad members quarantined."""
     header: Row = {}
     samples: list[tuple[str, Row]] = []
-    with open(stage.path, "rb") as raw, zipfile.ZipFile(stage.path) as archive:
+    try:
+        archive = zipfile.ZipFile(stage.path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        raise FailkitError(
+            f"{stage.path}: not a readable zip archive ({exc}); an Inspect .eval log is a zip "
+            "file: re-export it, or check that it was copied whole"
+        ) from exc
+    with open(stage.path, "rb") as raw, archive:
         infos = archive.infolist()
         check_members(stage.path, infos)
         names = {i.filename for i in infos}
@@ -139,7 +149,7 @@ def _archive_documents(stage: Staging, batch: Batch) -> tuple[Row, list[tuple[st
                 continue
             position = f"member {info.filename}"
             try:
-                document = json.loads(read_member(archive, raw, info))
+                document = loads_json(read_member(archive, raw, info))
             except ValueError as exc:
                 batch.reject(position, f"archive member cannot be read ({exc}); re-export it")
                 continue

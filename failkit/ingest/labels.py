@@ -48,7 +48,7 @@ def _stage(stage: Staging, relation: str, present: list[str]) -> None:
     stage.con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE fk_label_rows AS
-        SELECT {_label_select('')}, _n,
+        SELECT {_label_select("")}, _n,
                CASE WHEN score IS NOT NULL AND try_cast(score AS DOUBLE) IS NULL
                     THEN 'score ' || score::VARCHAR || ' is not a number' END AS problem
         FROM ({base})
@@ -85,7 +85,9 @@ class LabelsCsvAdapter:
     """A CSV of verdicts (only used when asked for: ``add_labels`` or ``format='labels_csv'``)."""
 
     name: ClassVar[str] = "labels_csv"
-    description: ClassVar[str] = "CSV of verdicts: trace_id,name,value[,span_id,score,source,comment]"
+    description: ClassVar[str] = (
+        "CSV of verdicts: trace_id,name,value[,span_id,score,source,comment]"
+    )
 
     def sniff(self, head: bytes, path: Path) -> bool:
         first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip().lower()

@@ -13,11 +13,10 @@ Traces give the run's name, session and user; scores become labels (span_id =
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from failkit.ingest.base import Staging
+from failkit.ingest.base import Staging, loads_json
 from failkit.ingest.records import (
     BAD_RECORD,
     Batch,
@@ -144,7 +143,7 @@ def _records(stage: Staging, batch: Batch) -> list[tuple[str, Any]]:
     with stage.open() as f:
         data = f.read()
     try:
-        document = json.loads(data)
+        document = loads_json(data)
     except (ValueError, UnicodeDecodeError):
         return list(json_lines(stage, batch))
     if isinstance(document, dict) and isinstance(document.get("data"), list):

@@ -196,7 +196,7 @@ def _trace_meta(runs: list[tuple[Row, Row]]) -> list[Row]:
     meta: dict[str, Row] = {}
     for run, span in runs:
         metadata = as_dict(as_dict(run.get("extra")).get("metadata"))
-        row = meta.setdefault(span["trace_id"], {"trace_id": span["trace_id"]})
+        row = meta.setdefault(str(span["trace_id"]), {"trace_id": span["trace_id"]})
         session = next((metadata[k] for k in _SESSION_KEYS if metadata.get(k)), None)
         row["session_id"] = row.get("session_id") or session
         row["user_id"] = row.get("user_id") or metadata.get("user_id")

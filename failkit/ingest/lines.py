@@ -43,7 +43,7 @@ def stage_lines(stage: Staging, table: str, extra: str = "") -> None:
         )
         WHERE line IS NOT NULL AND trim(line) <> ''
         """,
-        [str(stage.path)],
+        [stage.scan_path],
     )
     n_rejects = con.execute(f"SELECT count(DISTINCT line) FROM {_REJECTS}").fetchall()[0][0]
     if n_rejects:

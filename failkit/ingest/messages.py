@@ -48,7 +48,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from failkit.ingest.base import Staging
+from failkit.ingest.base import Staging, loads_json
 from failkit.ingest.records import Batch, Row, to_float, usage_tokens
 from failkit.schema import Kind, Status
 
@@ -131,7 +131,7 @@ def read_records(stage: Staging, batch: Batch) -> tuple[bool, list[tuple[str, An
     with stage.open() as f:
         data = f.read()
     try:
-        doc = json.loads(data)
+        doc = loads_json(data)
     except (ValueError, UnicodeDecodeError) as exc:
         return True, _json_lines(data, batch, exc)
     items = doc if isinstance(doc, list) else [doc]
@@ -145,7 +145,7 @@ def _json_lines(data: bytes, batch: Batch, doc_error: Exception) -> list[tuple[s
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = loads_json(line)
         except ValueError as exc:
             bad.append((f"line {number}", f"line is not valid JSON ({exc}): fix or drop it", line))
             continue

@@ -152,14 +152,14 @@ def _load_fast(stage: Staging) -> bool:
             FROM read_json(?, format = 'newline_delimited', columns = {columns},
                            compression = '{compression}', maximum_object_size = 268435456)
             """,
-            [str(stage.path)],
+            [stage.scan_path],
         )
         n_lines = con.execute(
             f"""SELECT count(*) FROM read_csv(?, columns = {{'line': 'VARCHAR'}}, delim = '',
                 quote = '', escape = '', header = false, auto_detect = false,
                 strict_mode = false, compression = '{compression}',
                 max_line_size = 268435456)""",
-            [str(stage.path)],
+            [stage.scan_path],
         ).fetchall()[0][0]
     except duckdb.Error:
         con.execute("DROP TABLE IF EXISTS temp.fk_json")

@@ -126,9 +126,9 @@ def link_tool_calls(spans: list[tuple[Row, Row]]) -> None:
     for record, row in ordered:
         data = as_dict(record.get("span_data"))
         if data.get("type") == "generation":
-            pending[row["trace_id"]] = _calls(data.get("output"))
+            pending[str(row["trace_id"])] = _calls(data.get("output"))
         elif row["kind"] == Kind.TOOL:
-            calls = pending.get(row["trace_id"], [])
+            calls = pending.get(str(row["trace_id"]), [])
             match = next(
                 (c for c in calls if c[1] == row["tool_name"] and c[2] == row["tool_args"]),
                 next((c for c in calls if c[1] == row["tool_name"]), None),

@@ -9,21 +9,30 @@ normalizes ids, computes durations and turns nested values into JSON text.
 from __future__ import annotations
 
 import ast
-import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from failkit.ingest.base import Staging, text_stream, to_json_text, to_text, truncate_raw
+from failkit.ingest.base import (
+    Staging,
+    loads_json,
+    text_stream,
+    to_json_text,
+    to_text,
+    truncate_raw,
+)
 from failkit.schema import Kind, Status
 
 Row = dict[str, Any]
 
 
-BAD_RECORD = (ValueError, TypeError, AttributeError, KeyError, IndexError)
-"""What converting a record of an unexpected shape raises; such a record is quarantined."""
+BAD_RECORD = (
+    ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError
+)
+"""What converting a record of an unexpected shape (or absurd nesting) raises; such a record
+is quarantined."""
 
 
 def unreadable(what: str, exc: Exception) -> str:
@@ -62,7 +71,10 @@ def parse_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+        try:
+            return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"time {value!r} is not a plausible epoch seconds value") from None
     if not isinstance(value, str):
         raise ValueError(f"time {value!r} is not ISO 8601 text or epoch seconds")
     parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip().replace("Z", "+00:00")))
@@ -126,6 +138,8 @@ def to_int(value: Any) -> int | None:
         return None
     try:
         return int(value)
+    except OverflowError:  # infinity
+        return None
     except (TypeError, ValueError):
         number = to_float(value)
         return int(number) if number is not None and number.is_integer() else None
@@ -158,7 +172,7 @@ def parse_json_text(value: Any) -> Any:
     """The JSON value a string holds; anything else (or text that is not JSON) as it is."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return loads_json(value)
         except ValueError:
             return value
     return value
@@ -203,10 +217,10 @@ def loads_tolerant(data: str | bytes) -> Any:
     """
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     try:
-        return json.loads(text)
+        return loads_json(text)
     except ValueError as exc:
         try:
-            return json.loads(_strip_trailing_commas(text))
+            return loads_json(_strip_trailing_commas(text))
         except ValueError:
             raise exc from None
 
@@ -219,7 +233,7 @@ def json_lines(stage: Staging, batch: Batch) -> Iterator[tuple[str, Row]]:
                 continue
             position = f"line {number}"
             try:
-                obj = json.loads(line)
+                obj = loads_json(line)
             except ValueError as exc:
                 batch.reject(position, f"line is not valid JSON ({exc}): fix or drop it", line)
                 continue
@@ -315,12 +329,25 @@ class Batch:
 
     def reject(self, position: str, reason: str, raw: Any = None) -> None:
         """Quarantine a record (raw may be text, bytes or a JSON-able value)."""
-        text = raw if raw is None or isinstance(raw, str | bytes) else to_text(raw)
+        try:
+            text = raw if raw is None or isinstance(raw, str | bytes) else to_text(raw)
+        except (RecursionError, ValueError):
+            text = f"<{type(raw).__name__} nested too deeply to show>"
         self.rejects.append({"position": position, "reason": reason, "raw": truncate_raw(text)})
 
     def flush(self, stage: Staging) -> None:
-        """Stage everything collected, one ``append`` per table."""
-        stage.append("stage_spans", [self._span(r) for r in self.spans])
+        """Stage everything collected, one ``append`` per table.
+
+        A span whose values cannot be written as JSON (nested too deeply) is quarantined.
+        """
+        spans = []
+        for row in self.spans:
+            try:
+                spans.append(self._span(row))
+            except (RecursionError, ValueError) as exc:
+                reason = f"span cannot be stored: a value is nested too deeply to write ({exc})"
+                self.reject(str(row.get("position") or "span"), reason)
+        stage.append("stage_spans", spans)
         stage.append("stage_traces", [self._ids(r) for r in self.traces])
         stage.append("stage_labels", [self._ids(r) for r in self.labels])
         stage.append("stage_quarantine", self.rejects)

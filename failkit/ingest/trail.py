@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from failkit.ingest.base import Staging, read_json_document
+from failkit.ingest.base import Staging, read_json_document, to_text
 from failkit.ingest.records import (
     BAD_RECORD,
     Batch,
@@ -220,7 +220,7 @@ def annotation_labels(document: Row, trace_id: str, batch: Batch) -> None:
             "value": normalize_category(str(error["category"])),
             "score": IMPACT.get(str(error.get("impact") or "").upper()),
             "source": "trail",
-            "comment": "\n\n".join(n for n in notes if n),
+            "comment": "\n\n".join(to_text(n) for n in notes if n),
             "position": position,
         })  # fmt: skip
     for i, scores in enumerate(as_list(document.get("scores"))):

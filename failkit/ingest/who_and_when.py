@@ -95,7 +95,9 @@ def _labels(
     human = common | {"source": "human", "comment": record.get("mistake_reason")}
     correct = next((record[k] for k in _CORRECT_KEYS if record.get(k) is not None), None)
     if correct is not None:
-        value = {True: "success", False: "failure"}.get(correct, str(correct))
+        verdicts = {True: "success", False: "failure"}
+        hashable = isinstance(correct, bool | int | float | str)
+        value = verdicts.get(correct, str(correct)) if hashable else str(correct)
         batch.labels.append(common | {"name": "outcome", "value": value})
     if record.get("ground_truth") is not None:
         batch.labels.append(common | {"name": "ground_truth", "value": str(record["ground_truth"])})
