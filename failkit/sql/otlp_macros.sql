@@ -82,12 +82,22 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_inner(items) AS nullif(array_to_string(list
 CREATE OR REPLACE TEMP MACRO fk_otlp_object(kvs, prefix) AS
     fk_otlp_inner(fk_otlp_items(kvs, prefix));
 
--- Span events as a JSON list [{"name", "time", "attributes": {...}}]; NULL when none.
-CREATE OR REPLACE TEMP MACRO fk_otlp_events(events) AS CASE WHEN len(events) > 0 THEN
+-- "key":value of every attribute of every event of a span, in order (values that need
+-- parsing are parsed in place: events are few).
+CREATE OR REPLACE TEMP MACRO fk_otlp_event_pairs(events) AS list_transform(
+    fk_otlp_items(flatten(list_transform(events, lambda e: e.attributes)), ''),
+    lambda x: x.k || ':' || coalesce(x.f, fk_otlp_slow(x.v)));
+
+-- Span events as a JSON list [{"name", "time", "attributes": {...}}] given their
+-- fk_otlp_event_pairs; NULL when there are none.
+CREATE OR REPLACE TEMP MACRO fk_otlp_events(events, pairs) AS CASE WHEN len(events) > 0 THEN
     '[' || array_to_string(list_transform(events,
-        lambda e: '{"name":' || coalesce(to_json(e.name), 'null')
+        lambda e, i: '{"name":' || coalesce(to_json(e.name), 'null')
             || ',"time":' || coalesce(to_json(fk_otlp_iso(fk_otlp_ns(e.timeUnixNano))), 'null')
-            || ',"attributes":{' || coalesce(fk_otlp_object(e.attributes, ''), '') || '}}'),
+            || ',"attributes":{' || array_to_string(pairs[
+                coalesce(list_sum(list_transform(events[:i - 1], lambda x: len(x.attributes))), 0)
+                + 1 : list_sum(list_transform(events[:i], lambda x: len(x.attributes)))], ',')
+            || '}}'),
         ',') || ']' END;
 
 -- The string value of the first attribute named `name` in a KeyValue list.

@@ -40,6 +40,7 @@ objs AS (
                 WHEN '4' THEN 'producer' WHEN 'SPAN_KIND_PRODUCER' THEN 'producer'
                 WHEN '5' THEN 'consumer' WHEN 'SPAN_KIND_CONSUMER' THEN 'consumer' END))
         || '}' AS attributes,
+        fk_otlp_event_pairs(s.events) AS event_pairs,
         list_filter(s.events, lambda e: e.name = 'exception')[1].attributes AS exc
     FROM items
 ),
@@ -153,7 +154,7 @@ SELECT
         AS cost_usd,
     try_cast(a."failkit.confidence" AS DOUBLE) AS confidence,
     attributes::JSON AS attributes,
-    fk_otlp_events(s.events)::JSON AS events,
+    fk_otlp_events(s.events, event_pairs)::JSON AS events,
     CASE WHEN oi_kind IS NOT NULL THEN 'openinference'
          WHEN lf_type IS NOT NULL THEN 'langfuse'
          ELSE 'otlp' END AS source,

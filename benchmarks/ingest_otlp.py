@@ -1,0 +1,149 @@
+"""Benchmark: loading OTLP JSON lines, against the JSON parse floor measured in the same run.
+
+Makes ~1M spans of OTLP JSON lines with ``failkit.synth`` (what the Collector's file exporter
+writes: one ExportTraceServiceRequest per line; cached in ``benchmarks/out/``), then times,
+each in a fresh subprocess so that its peak RSS is its own:
+
+- ``failkit``: ``fk.connect(tmp.duckdb).ingest(file)`` — parse, map every attribute, quarantine,
+  insert, rebuild ``traces``, commit to a file database;
+- ``floor``: ``pyarrow.json.read_json`` on the same file (parse only, nothing mapped or stored);
+- ``duckdb_read_json``: DuckDB's ``read_json`` with inferred nested structs (parse only);
+- ``pandas``: ``pandas.read_json(lines=True)`` + ``json_normalize`` of the spans and their
+  attributes, on a slice of the file when it is big, extrapolated by span count (marked ``*``).
+
+Seconds are wall time of the work in the child (imports excluded); ``cpu s`` is its CPU time
+over all threads, the steadier figure on a shared machine. Goals: failkit <= 3x the floor,
+>= 10x faster than pandas, peak RSS <= 2 GB.
+Usage: ``python benchmarks/ingest_otlp.py [--spans N] [--repeat R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from math import ceil
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+SPANS_PER_RUN = 6.9  # failkit.synth's default design
+PANDAS_MAX_SPANS = 100_000
+
+CONTENDERS = {
+    "failkit": """
+import failkit as fk, sys, time, tempfile, os
+db = os.path.join(tempfile.mkdtemp(), "b.duckdb")
+t, c = time.perf_counter(), time.process_time()
+with fk.connect(db) as store:
+    r = store.ingest(sys.argv[1], progress=False)
+print(time.perf_counter() - t, time.process_time() - c, r.rows_loaded)
+""",
+    "floor": """
+import pyarrow.json as pj, sys, time
+t, c = time.perf_counter(), time.process_time()
+table = pj.read_json(sys.argv[1], read_options=pj.ReadOptions(block_size=16 << 20))
+print(time.perf_counter() - t, time.process_time() - c, table.num_rows)
+""",
+    "duckdb_read_json": """
+import duckdb, sys, time
+t, c = time.perf_counter(), time.process_time()
+n = duckdb.connect().execute(
+    "SELECT sum(list_sum(flatten(list_transform(resourceSpans, "
+    "lambda r: list_transform(r.scopeSpans, lambda s: len(s.spans)))))) "
+    "FROM read_json(?, format='newline_delimited', maximum_object_size=1000000000)",
+    [sys.argv[1]]).fetchone()[0]
+print(time.perf_counter() - t, time.process_time() - c, n)
+""",
+    "pandas": """
+import pandas as pd, sys, time
+t, c = time.perf_counter(), time.process_time()
+lines = pd.read_json(sys.argv[1], lines=True)
+spans = pd.json_normalize(lines.to_dict("records"), record_path=["resourceSpans", "scopeSpans",
+                                                                 "spans"])
+attrs = pd.json_normalize([{a["key"]: next(iter(a["value"].values()), None)
+                            for a in s} for s in spans["attributes"]])
+frame = pd.concat([spans.drop(columns=["attributes"]), attrs], axis=1)
+print(time.perf_counter() - t, time.process_time() - c, len(frame))
+""",
+}
+
+
+def make_file(spans: int) -> tuple[Path, int]:
+    """OTLP JSON lines of about ``spans`` synthetic spans (written once, then reused)."""
+    from failkit.synth import FILE_NAMES, sample
+
+    runs = max(1, ceil(spans / SPANS_PER_RUN))
+    path = OUT / f"otlp_{runs}" / FILE_NAMES["otlp"]
+    meta = path.with_suffix(".meta.json")
+    if not path.exists():
+        result = sample(runs, seed=0)
+        result.write(path.parent, formats=("otlp",))
+        meta.write_text(json.dumps({"spans": int(result.n_spans)}))
+    return path, json.loads(meta.read_text())["spans"]
+
+
+def head_file(path: Path, spans: int, total: int) -> tuple[Path, float]:
+    """The first lines of ``path`` holding about ``spans`` spans, and the share they hold."""
+    if total <= spans:
+        return path, 1.0
+    out = path.with_name(f"head_{spans}.otlp.jsonl")
+    size = path.stat().st_size * spans / total
+    with open(path, "rb") as src, open(out, "wb") as dst:
+        while dst.tell() < size and (line := src.readline()):
+            dst.write(line)
+    return out, out.stat().st_size / path.stat().st_size
+
+
+def run(name: str, path: Path) -> tuple[float, float, int, float]:
+    """(wall seconds, CPU seconds, rows, peak RSS in MB) of one contender in a fresh process."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CONTENDERS[name], str(path)], stdout=subprocess.PIPE, text=True
+    )
+    stdout = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{name} failed with exit code {proc.returncode}")
+    seconds, cpu, rows = stdout.split()[-3:]
+    return float(seconds), float(cpu), int(rows), usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spans", type=int, default=1_000_000, help="about this many spans")
+    parser.add_argument("--repeat", type=int, default=1, help="best of R runs per contender")
+    args = parser.parse_args()
+    path, spans = make_file(args.spans)
+    size_mb = path.stat().st_size / 1e6
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"file: {path}, {spans:,} spans, {size_mb:,.0f} MB; {os.cpu_count()} cores, "
+          f"load average {load}")  # fmt: skip
+    results: dict[str, tuple[float, float, int, float, str]] = {}
+    for name in CONTENDERS:
+        target, share = (path, 1.0)
+        if name == "pandas":
+            target, share = head_file(path, PANDAS_MAX_SPANS, spans)
+        seconds, cpu, rows, peak = min(
+            (run(name, target) for _ in range(args.repeat)), key=lambda r: r[0]
+        )
+        note = "" if share == 1.0 else f"* {share:.0%} of the file, x{1 / share:.1f}"
+        results[name] = (seconds / share, cpu / share, rows, peak, note)
+    floor, floor_cpu = results["floor"][:2]
+    print(f"{'contender':<18} {'seconds':>8} {'x floor':>8} {'cpu s':>8} {'x floor':>8} "
+          f"{'rows':>10} {'peak MB':>8}")  # fmt: skip
+    for name, (seconds, cpu, rows, peak, note) in results.items():
+        print(f"{name:<18} {seconds:>8.2f} {seconds / floor:>8.2f} {cpu:>8.2f} "
+              f"{cpu / floor_cpu:>8.2f} {rows:>10,} {peak:>8.0f} {note}")  # fmt: skip
+    fk_seconds, _, _, fk_peak, _ = results["failkit"]
+    ratio, speedup = fk_seconds / floor, results["pandas"][0] / fk_seconds
+    print(
+        f"goals: <= 3x floor {'met' if ratio <= 3 else 'MISSED'} ({ratio:.2f}x); "
+        f">= 10x faster than pandas {'met' if speedup >= 10 else 'MISSED'} ({speedup:.1f}x); "
+        f"<= 2048 MB {'met' if fk_peak <= 2048 else 'MISSED'} ({fk_peak:.0f} MB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
