@@ -20,6 +20,20 @@ first_input AS (
     SELECT trace_id, arg_min(input, start_time) AS input
     FROM sp WHERE input IS NOT NULL GROUP BY trace_id
 ),
+ids AS (
+    -- one parse of each span's attributes for the run-level ids
+    SELECT trace_id, json_transform(attributes, '{"session.id": "VARCHAR",
+        "gen_ai.conversation.id": "VARCHAR", "user.id": "VARCHAR", "enduser.id": "VARCHAR",
+        "failkit.task_id": "VARCHAR"}') AS a
+    FROM sp WHERE attributes IS NOT NULL
+),
+run_ids AS (
+    SELECT trace_id,
+        min(coalesce(a."session.id", a."gen_ai.conversation.id")) AS session_id,
+        min(coalesce(a."user.id", a."enduser.id")) AS user_id,
+        min(a."failkit.task_id") AS task_id
+    FROM ids GROUP BY trace_id
+),
 agg AS (
     SELECT
         trace_id,
@@ -33,11 +47,7 @@ agg AS (
         sum(tokens_out) FILTER (WHERE kind = 'llm') AS tokens_out,
         sum(cost_usd) FILTER (WHERE kind NOT IN ('agent', 'chain')) AS cost_usd,
         CASE WHEN bool_or(status = 'error') THEN 'error'
-             WHEN bool_or(status = 'ok') THEN 'ok' ELSE 'unset' END AS status,
-        min(coalesce(attributes->>'$."session.id"', attributes->>'$."gen_ai.conversation.id"'))
-            AS session_id,
-        min(coalesce(attributes->>'$."user.id"', attributes->>'$."enduser.id"')) AS user_id,
-        min(attributes->>'$."failkit.task_id"') AS task_id
+             WHEN bool_or(status = 'ok') THEN 'ok' ELSE 'unset' END AS status
     FROM sp GROUP BY trace_id
 ),
 meta AS (
@@ -69,10 +79,10 @@ SELECT
     agg.trace_id,
     coalesce(o.source, agg.source),
     coalesce(m.name, o.name, r.name),
-    coalesce(m.task_id, o.task_id, agg.task_id,
+    coalesce(m.task_id, o.task_id, ri.task_id,
              'fp_' || substr(md5(fi.input), 1, 12)),
-    coalesce(m.session_id, o.session_id, agg.session_id),
-    coalesce(m.user_id, o.user_id, agg.user_id),
+    coalesce(m.session_id, o.session_id, ri.session_id),
+    coalesce(m.user_id, o.user_id, ri.user_id),
     agg.start_time,
     agg.end_time,
     epoch_us(agg.end_time - agg.start_time) / 1e6,
@@ -81,6 +91,7 @@ SELECT
     coalesce(v.outcome, 'unknown')
 FROM agg
 LEFT JOIN old_traces o USING (trace_id)
+LEFT JOIN run_ids ri USING (trace_id)
 LEFT JOIN meta m USING (trace_id)
 LEFT JOIN roots r USING (trace_id)
 LEFT JOIN first_input fi USING (trace_id)
