@@ -271,6 +271,10 @@ class TraceStore:
                     f"{path}: the gzip data is damaged or cut short ({exc}); "
                     "re-compress or re-export the file"
                 ) from exc
+            except duckdb.IOException as exc:
+                raise FailkitError(
+                    f"{path}: cannot read the file ({str(exc).splitlines()[0]})"
+                ) from exc
             finally:
                 stage.cleanup()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import ClassVar
 
+import duckdb
 import pandas as pd
 
 from failkit.errors import FailkitError
@@ -95,10 +97,53 @@ class LabelsCsvAdapter:
         return all(c in cols for c in REQUIRED) and set(cols) <= set(REQUIRED + OPTIONAL)
 
     def load(self, stage: Staging) -> None:
-        rel = stage.con.read_csv(str(stage.path), all_varchar=True, header=True)
-        check_label_columns(list(rel.columns), where=str(stage.path))
-        stage.con.register("fk_label_csv", rel)
+        con = stage.con
+        columns = _header(stage)
+        check_label_columns(columns, where=str(stage.path))
+        if len(set(columns)) < len(columns):
+            raise FailkitError(f"{stage.path}: a column name appears twice in the header")
+        # names are checked against the fixed label columns above: safe to write into SQL
+        types = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in columns) + "}"
+        compression = "gzip" if stage.compressed else "none"
         try:
-            _stage(stage, "fk_label_csv", list(rel.columns))
+            con.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE fk_label_csv AS
+                SELECT * FROM read_csv(?, columns = {types}, header = true, auto_detect = false,
+                                       delim = ',', quote = '"', escape = '"',
+                                       compression = '{compression}', store_rejects = true,
+                                       rejects_table = 'fk_label_rejects',
+                                       rejects_scan = 'fk_label_reject_scans')
+                """,
+                [stage.scan_path],
+            )
+        except duckdb.Error as exc:
+            raise FailkitError(
+                f"{stage.path}: cannot read the labels CSV ({str(exc).splitlines()[0]})"
+            ) from exc
+        con.execute(
+            """
+            INSERT INTO stage_quarantine
+            SELECT 'line ' || line,
+                   'CSV row cannot be read (' || string_agg(DISTINCT error_message, '; ')
+                   || '): fix the quoting or the number of fields',
+                   left(first(csv_line), 2000)
+            FROM fk_label_rejects GROUP BY line ORDER BY line
+            """
+        )
+        try:
+            _stage(stage, "fk_label_csv", columns)
         finally:
-            stage.con.unregister("fk_label_csv")
+            for table in ("fk_label_csv", "fk_label_rejects", "fk_label_reject_scans"):
+                con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+
+def _header(stage: Staging) -> list[str]:
+    """Column names from the first line of a CSV file."""
+    with stage.open() as f:
+        first = f.readline(1 << 16).decode("utf-8", errors="replace").lstrip("\ufeff")
+    lines = first.splitlines()
+    try:
+        return [c.strip() for c in next(csv.reader(lines[:1]), [])]
+    except csv.Error as exc:
+        raise FailkitError(f"{stage.path}: the CSV header cannot be read ({exc})") from exc

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from failkit.ingest.base import Staging
 
+MAX_LINE_BYTES = 268_435_456
+"""Longest line read as one record (256 MiB); longer lines are quarantined."""
 _REJECTS = "fk_line_rejects"
 _SCAN = "fk_line_reject_scans"
 
@@ -39,7 +41,7 @@ def stage_lines(stage: Staging, table: str, extra: str = "") -> None:
                           escape = '', header = false, auto_detect = false, strict_mode = false,
                           compression = '{compression}', store_rejects = true,
                           rejects_table = '{_REJECTS}', rejects_scan = '{_SCAN}',
-                          max_line_size = 268435456)
+                          max_line_size = {MAX_LINE_BYTES})
         )
         WHERE line IS NOT NULL AND trim(line) <> ''
         """,
@@ -50,9 +52,18 @@ def stage_lines(stage: Staging, table: str, extra: str = "") -> None:
         con.execute(
             f"""
             INSERT INTO stage_quarantine
-            SELECT 'line ' || line, 'line is not valid UTF-8 text: re-export the file as UTF-8',
-                   left(csv_line, 2000)
-            FROM {_REJECTS}
+            SELECT 'line ' || line,
+                   CASE min(error_type::VARCHAR)
+                       WHEN 'INVALID ENCODING'
+                           THEN 'line is not valid UTF-8 text: re-export the file as UTF-8'
+                       WHEN 'LINE SIZE OVER MAXIMUM'
+                           THEN 'line is longer than {MAX_LINE_BYTES:,} bytes, the most '
+                                || 'failkit reads as one record: split the record or shorten '
+                                || 'its values'
+                       ELSE 'line cannot be read (' || min(error_message) || ')'
+                   END,
+                   left(min(csv_line), 2000)
+            FROM {_REJECTS} GROUP BY line ORDER BY line
             """
         )
         # accepted row n sits at line n + (number of rejected lines before it)

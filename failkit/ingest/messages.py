@@ -171,7 +171,7 @@ def run_trace_id(file_name: str, position: str, record: Any) -> str:
     """A run's trace id: a hash of the file's name, the record's position and its content."""
     canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
     key = f"{file_name}\n{position}\n{canonical}"
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def at(second: int, micros: int = 0) -> datetime:
@@ -195,7 +195,7 @@ def fingerprint(text: str | None) -> str | None:
     """Task id of a run without one: ``fp_`` + md5 of its first user input (as the store does)."""
     if text is None:
         return None
-    return "fp_" + hashlib.md5(text.encode("utf-8")).hexdigest()[:12]
+    return "fp_" + hashlib.md5(text.encode("utf-8", "replace")).hexdigest()[:12]
 
 
 def root_span(trace_id: str, position: str, file_name: str, fields: Mapping[str, Any]) -> Row:

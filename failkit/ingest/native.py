@@ -19,7 +19,7 @@ from typing import ClassVar
 import duckdb
 
 from failkit.ingest.base import STAGE_TABLES, Staging
-from failkit.ingest.lines import stage_lines
+from failkit.ingest.lines import MAX_LINE_BYTES, stage_lines
 from failkit.schema import Column
 
 _RECORD_TYPES = {"span": "stage_spans", "trace": "stage_traces", "label": "stage_labels"}
@@ -150,7 +150,7 @@ def _load_fast(stage: Staging) -> bool:
             CREATE OR REPLACE TEMP TABLE fk_json AS
             SELECT row_number() OVER () AS line_no, *
             FROM read_json(?, format = 'newline_delimited', columns = {columns},
-                           compression = '{compression}', maximum_object_size = 268435456)
+                           compression = '{compression}', maximum_object_size = {MAX_LINE_BYTES})
             """,
             [stage.scan_path],
         )
@@ -158,10 +158,10 @@ def _load_fast(stage: Staging) -> bool:
             f"""SELECT count(*) FROM read_csv(?, columns = {{'line': 'VARCHAR'}}, delim = '',
                 quote = '', escape = '', header = false, auto_detect = false,
                 strict_mode = false, compression = '{compression}',
-                max_line_size = 268435456)""",
+                max_line_size = {MAX_LINE_BYTES})""",
             [stage.scan_path],
         ).fetchall()[0][0]
-    except duckdb.Error:
+    except (duckdb.Error, UnicodeDecodeError):  # DuckDB may cut a UTF-8 char in its message
         con.execute("DROP TABLE IF EXISTS temp.fk_json")
         return False
     n_rows, n_odd = con.execute(

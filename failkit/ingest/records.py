@@ -29,7 +29,13 @@ Row = dict[str, Any]
 
 
 BAD_RECORD = (
-    ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError
+    ValueError,
+    TypeError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    RecursionError,
 )
 """What converting a record of an unexpected shape (or absurd nesting) raises; such a record
 is quarantined."""
