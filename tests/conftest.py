@@ -16,3 +16,8 @@ def shared_path(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"{p} is absent: the shared datasets/samples live beside the repo in ../shared")
     return p
+
+
+def sample(name: str) -> Path:
+    """A file of ../shared/samples/formats, skipping the test when the folder is absent."""
+    return shared_path("samples", "formats", name)

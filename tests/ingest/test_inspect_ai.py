@@ -9,25 +9,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import sample
 
 import failkit as fk
 from failkit.errors import FailkitError
 from failkit.ingest import detect
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "formats"
 FILES = ["inspect_ai_weather.eval", "inspect_ai_weather.json"]
 SAME = [
     "task_id", "name", "kind", "status", "error_type", "error_message", "model", "provider",
     "tool_name", "tool_call_id", "tool_args", "tokens_in", "tokens_out", "parent_name",
 ]  # fmt: skip
-
-
-def sample(name: str) -> Path:
-    """A file of ../shared/samples/formats, skipping the test when the folder is absent."""
-    path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared samples live beside the repo in ../shared")
-    return path
 
 
 def load(path: Path) -> tuple[fk.TraceStore, fk.IngestReport]:

@@ -8,22 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import sample
 
 import failkit as fk
 from failkit.ingest import detect
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "formats"
 FILES = ["langsmith_runs.ops.jsonl", "langsmith_runs.merged.jsonl"]
 RUN_1 = "01a20a8e-a0f1-77dd-a959-5e41c45a8d33"
 RUN_2 = "01a20a8e-a114-7036-b6ce-fd4b601279e3"
-
-
-def sample(name: str) -> Path:
-    """A file of ../shared/samples/formats, skipping the test when the folder is absent."""
-    path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared samples live beside the repo in ../shared")
-    return path
 
 
 def load(path: Path, **kw: str) -> tuple[fk.TraceStore, fk.IngestReport]:

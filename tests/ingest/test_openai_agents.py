@@ -5,22 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
+from conftest import sample
 
 import failkit as fk
 from failkit.ingest import detect
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "formats"
 TRACE_1 = "trace_5fb1e8e65f1c40939cea536194cf758e"
 TRACE_2 = "trace_1cadb9f823a549a68a67468281209486"
-
-
-def sample(name: str) -> Path:
-    """A file of ../shared/samples/formats, skipping the test when the folder is absent."""
-    path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared samples live beside the repo in ../shared")
-    return path
 
 
 def test_sample_detected_and_loaded() -> None:

@@ -17,24 +17,16 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import sample
 
 import failkit as fk
 from failkit.errors import FormatError
 from failkit.ingest import detect
 from failkit.ingest.otlp import sniff_encoding
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "formats"
 ENCODINGS = ["otlp.jsonl", "otlp.pb", "pb-json_format.json", "console.txt"]
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in unix nanoseconds
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4701"
-
-
-def sample(name: str) -> Path:
-    """A file of ../shared/samples/formats, skipping the test when the folder is absent."""
-    path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared samples live beside the repo in ../shared")
-    return path
 
 
 def load(path: Path) -> tuple[fk.TraceStore, fk.IngestReport]:
