@@ -193,6 +193,13 @@ class TraceStore:
         """One row per file loaded."""
         return self.con.sql("SELECT * FROM ingests ORDER BY started").df()
 
+    def export_parquet(self, directory: PathArg, *, overwrite: bool = False) -> Path:
+        """Write the tables as a Parquet lake partitioned by source and day
+        (:func:`failkit.lake.export_parquet`); open it with ``failkit.connect_parquet``."""
+        from failkit.lake import export_parquet
+
+        return export_parquet(self, directory, overwrite=overwrite)
+
     # -- loading ---------------------------------------------------------------------------
     def ingest(
         self,
