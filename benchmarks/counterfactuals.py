@@ -27,7 +27,7 @@ import pandas as pd
 
 import failkit as fk
 from failkit import synth
-from failkit.estimate import round_of, round_shares, stage_names
+from failkit.estimate import stage_names
 from failkit.schema import Outcome
 from failkit.synth.catalog import MODES
 from failkit.synth.engine import NO_MODE, ROLE_CALL, ROLE_FINAL, ROLE_PLAN
@@ -80,11 +80,10 @@ def _each(design: fk.Design, stages: list[str], change: Callable[..., fk.Design]
     return design
 
 
-def _checkpoint(world: synth.World, presence: dict[int, float]) -> Callable[[fk.Design], fk.Design]:
+def _checkpoint(world: synth.World) -> Callable[[fk.Design], fk.Design]:
     """Humans review every tool call: they catch wrong calls, not misspelt tool names.
 
-    Human time goes on ``tool_selection`` (scaled by the round's presence, see
-    :func:`failkit.estimate.round_shares`), catches on it and ``parameter_extraction``.
+    Human time goes on ``tool_selection``, catches on it and ``parameter_extraction``.
     """
     seconds = human_mean_seconds(world)
     usd = seconds / 3600 * world.human_usd_per_hour
@@ -93,12 +92,8 @@ def _checkpoint(world: synth.World, presence: dict[int, float]) -> Callable[[fk.
     def lever(d: fk.Design) -> fk.Design:
         for name in stage_names(d, "tool_selection"):
             silent = 1.0 - d.stage(name).p_detectable
-            q = presence.get(round_of(name), 1.0)
             d = d.with_checkpoint(
-                name,
-                catch_rate=catch * silent,
-                human_seconds=seconds * q,
-                human_cost_usd=usd * q,
+                name, catch_rate=catch * silent, human_seconds=seconds, human_cost_usd=usd
             )
         for name in stage_names(d, "parameter_extraction"):
             d = d.with_checkpoint(name, catch_rate=catch, human_seconds=0.0, human_cost_usd=0.0)
@@ -107,34 +102,21 @@ def _checkpoint(world: synth.World, presence: dict[int, float]) -> Callable[[fk.
     return lever
 
 
-def _routing(presence: dict[int, float]) -> Callable[[fk.Design], fk.Design]:
-    """Route low-confidence LLM outputs (human time scaled by the round's presence)."""
-
-    def lever(d: fk.Design) -> fk.Design:
-        for base in ("planning", "tool_selection", "response_synthesis"):
-            for name in stage_names(d, base):
-                q = presence.get(round_of(name), 1.0)
-                d = d.with_confidence_routing(
-                    ROUTING_THRESHOLD,
-                    stages=[name],
-                    human_seconds=ROUTING_SECONDS * q,
-                    human_cost_usd=ROUTING_USD * q,
-                ).with_name(d.name)
-        return d.with_name(f"{d.name} + routing(<{ROUTING_THRESHOLD:g})")
-
-    return lever
+def _routing(d: fk.Design) -> fk.Design:
+    """Route low-confidence LLM outputs (every round of the LLM stages)."""
+    names = [
+        n for b in ("planning", "tool_selection", "response_synthesis") for n in stage_names(d, b)
+    ]
+    return d.with_confidence_routing(
+        ROUTING_THRESHOLD, stages=names, human_seconds=ROUTING_SECONDS, human_cost_usd=ROUTING_USD
+    )
 
 
 _LLM_STAGES = ["planning", "tool_selection", "parameter_extraction", "response_synthesis"]
 
 
-def levers(
-    world: synth.World, presence: dict[int, float]
-) -> dict[str, tuple[synth.AgentDesign | None, Callable]]:
-    """Per lever: the synth design B (None: routing, derived from A) and the design lever.
-
-    ``presence``: per tool round, the share of runs reaching it that make it.
-    """
+def levers(world: synth.World) -> dict[str, tuple[synth.AgentDesign | None, Callable]]:
+    """Per lever: the synth design B (None: routing, derived from A) and the design lever."""
     every = list(synth.STAGES)
     return {
         "no retries": (
@@ -151,9 +133,9 @@ def levers(
             BASE.model_copy(
                 update={"checkpoint_tools": tuple(t.name for t in synth.toolset(BASE.n_tools))}
             ),
-            _checkpoint(world, presence),
+            _checkpoint(world),
         ),
-        f"routing <{ROUTING_THRESHOLD:g}": (None, _routing(presence)),
+        f"routing <{ROUTING_THRESHOLD:g}": (None, _routing),
         "8 tools": (BASE.model_copy(update={"n_tools": 8}), lambda d: d.with_tools(8)),
         "structured outputs": (
             BASE.model_copy(update={"structured_outputs": True}),
@@ -220,7 +202,6 @@ class Baseline:
 
     result: synth.SynthResult
     design: fk.Design
-    presence: dict[int, float]
 
 
 def estimate_a(world: synth.World, *, task_spread: float | str = TASK_SPREAD) -> Baseline:
@@ -230,9 +211,8 @@ def estimate_a(world: synth.World, *, task_spread: float | str = TASK_SPREAD) ->
         paths = result.write(tmp, formats=("jsonl",))
         store = fk.connect()
         store.ingest(paths["jsonl"], progress=False)
-    shares = round_shares(store)
     design = fk.Design.from_store(store, name="A", task_spread=task_spread)
-    return Baseline(result, design, dict(zip(shares["round"], shares["presence"], strict=True)))
+    return Baseline(result, design)
 
 
 def table(world: synth.World, names: list[str] | None = None) -> pd.DataFrame:
@@ -240,7 +220,7 @@ def table(world: synth.World, names: list[str] | None = None) -> pd.DataFrame:
     base = estimate_a(world)
     real_a = Observed.of(base.result.truth)
     rows = []
-    for lever, (b, change) in levers(world, base.presence).items():
+    for lever, (b, change) in levers(world).items():
         if names is not None and lever not in names:
             continue
         truth_b = routed_truth(base.result) if b is None else synth.generate(world, b).truth

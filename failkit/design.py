@@ -26,6 +26,11 @@ What a stage does with one run (the model :mod:`failkit.simulate` computes):
    ``p_flag_given_ok`` / ``p_flag_given_fail``; a flagged output goes to a human who fixes it
    (a wrong one becomes right) at ``human_seconds`` / ``human_cost_usd``; the run counts as
    human-touched.
+7. A stage with ``presence`` below 1 is run by that share of the runs that reach it; its rates
+   and laws already count the others as zero-cost successes, so only human work is scaled: the
+   checkpoint charges ``human_seconds`` / ``human_cost_usd`` times ``presence`` (only present
+   runs are reviewed), and routing flags right outputs with ``p_flag_given_ok`` times
+   ``presence`` (wrong outputs all come from present runs).
 
 Every attempt takes a draw of ``latency_s`` and ``cost_usd`` (discrete distributions, see
 :class:`Dist`), whatever its outcome.
@@ -165,13 +170,22 @@ class Checkpoint(BaseModel):
     human_cost_usd: _NonNeg = 0.25
 
 
+CDF_POINTS = 101
+"""Thresholds ``0, 0.01, …, 1`` at which :class:`Calibration` holds empirical CDFs."""
+
+
 class Calibration(BaseModel):
     """How logged confidence separates correct from wrong outputs.
 
-    Confidence of correct outputs ~ Beta(``ok_alpha``, ``ok_beta``), of wrong ones ~
-    Beta(``fail_alpha``, ``fail_beta``). The defaults are an assumption (correct outputs mean
-    0.82, wrong ones 0.63: overconfident, as verbalized LLM confidence tends to be); replace them
-    with a fit to your logged confidences and outcomes.
+    Either parametric: confidence of correct outputs ~ Beta(``ok_alpha``, ``ok_beta``), of
+    wrong ones ~ Beta(``fail_alpha``, ``fail_beta``). The defaults are an assumption (correct
+    outputs mean 0.82, wrong ones 0.63: overconfident, as verbalized LLM confidence tends to
+    be). Or empirical, as :func:`failkit.estimate.estimate_design` learns it from logged
+    confidences: ``ok_cdf`` / ``fail_cdf`` hold the share of confidences *below* each threshold
+    ``i / 100`` (:data:`CDF_POINTS` values), interpolated linearly in between; they take
+    precedence over the Beta parameters. Logged confidences rarely follow a Beta (a share of
+    them is noise, or they cluster on round values), and routing only needs the CDF at its
+    threshold, which the empirical CDF estimates without a shape assumption.
     """
 
     model_config = _FROZEN
@@ -180,14 +194,39 @@ class Calibration(BaseModel):
     ok_beta: float = Field(default=2.0, gt=0)
     fail_alpha: float = Field(default=5.0, gt=0)
     fail_beta: float = Field(default=3.0, gt=0)
+    ok_cdf: tuple[_Prob, ...] | None = Field(
+        default=None, min_length=CDF_POINTS, max_length=CDF_POINTS
+    )
+    fail_cdf: tuple[_Prob, ...] | None = Field(
+        default=None, min_length=CDF_POINTS, max_length=CDF_POINTS
+    )
+
+    @classmethod
+    def from_samples(cls, ok: np.ndarray, wrong: np.ndarray) -> Calibration:
+        """Empirical CDFs of the confidences of correct (``ok``) and wrong outputs."""
+        grid = np.arange(CDF_POINTS) / (CDF_POINTS - 1)
+
+        def cdf(x: np.ndarray) -> tuple[float, ...]:
+            x = np.sort(np.asarray(x, float))
+            return tuple((np.searchsorted(x, grid, side="left") / x.size).tolist())
+
+        return cls(ok_cdf=cdf(ok), fail_cdf=cdf(wrong))
 
     def p_flag_given_fail(self, threshold: float) -> float:
         """Share of wrong outputs whose confidence is below ``threshold``."""
+        if self.fail_cdf is not None:
+            return _interp_cdf(self.fail_cdf, threshold)
         return float(stats.beta.cdf(threshold, self.fail_alpha, self.fail_beta))
 
     def p_flag_given_ok(self, threshold: float) -> float:
         """Share of correct outputs whose confidence is below ``threshold``."""
+        if self.ok_cdf is not None:
+            return _interp_cdf(self.ok_cdf, threshold)
         return float(stats.beta.cdf(threshold, self.ok_alpha, self.ok_beta))
+
+
+def _interp_cdf(cdf: tuple[float, ...], threshold: float) -> float:
+    return float(np.interp(threshold, np.arange(CDF_POINTS) / (CDF_POINTS - 1), cdf))
 
 
 class Routing(BaseModel):
@@ -227,6 +266,10 @@ class Stage(BaseModel):
         error_multiplier: failure-rate factor of another model (``with_model``).
         n_tools, n_tools_measured, tool_gamma: toolset size now and when ``p_success`` was
             measured, and the slope of :func:`tool_error_curve`.
+        presence: share of the runs at this stage that really run it. An estimated design's
+            tool-round stages hold the runs that skip the round as zero-cost successes (see
+            :mod:`failkit.estimate`); its rates and laws already include them, so only human
+            work uses it (step 7 of the module docstring).
     """
 
     model_config = _FROZEN
@@ -254,6 +297,7 @@ class Stage(BaseModel):
     n_tools: int | None = Field(default=None, ge=1)
     n_tools_measured: int | None = Field(default=None, ge=1)
     tool_gamma: _NonNeg = DEFAULT_TOOL_GAMMA
+    presence: _Prob = 1.0
 
     @model_validator(mode="before")
     @classmethod

@@ -18,9 +18,10 @@ per-round rates (later rounds belong to harder tasks and fail more) and makes th
 the stage rates reproduce the observed success rate exactly (the product-limit estimate
 telescopes), at three costs: the per-attempt cost and latency laws of a round stage hold a
 zero atom for the runs that skip it (means are exact; quantiles are rougher); a lever changes
-every round alike (apply it to all of :func:`stage_names`); and human time a lever adds per
-attempt (checkpoints, routing) is charged to the runs that skip the round too — scale it by
-:func:`round_shares`' ``presence``.
+every round alike (apply it to all of :func:`stage_names`); and human work a lever adds
+(checkpoint reviews, routed right outputs) must leave out the runs that skip the round —
+each round stage carries its ``presence`` (:func:`round_shares`), which the simulator applies
+to them.
 
 **What each number is learnt from.** For each stage slot, among runs *at risk* there (no
 failure yet): ``p_success`` — first attempts that neither raised an error nor were located as
@@ -39,8 +40,9 @@ after the retries) whose error reads as parse/format (:data:`PARSE_PATTERN`; a D
 that share of *all* the stage's failures, keeping their mix, so this is the share that moves
 the success rate as removing parse errors does);
 ``n_tools`` (tool-selection stages) — distinct tools executed; ``calibration`` (LLM stages) —
-Beta fits of the logged confidence of outputs in successful runs and of outputs whose mistake
-raised an error (this assumes silent mistakes are as confident as loud ones); human review
+empirical CDFs of the logged confidence of outputs in successful runs that raised nothing and
+of outputs whose mistake raised an error (this assumes silent mistakes are as confident as
+loud ones); human review
 time and cost are folded into the stage reviewed. ``task_spread`` is fitted to the pass^k curve
 of tasks with repeated trials (failure rates are then scaled by one common factor so that the
 success rate stays the observed one). The per-round rates already carry much of the task
@@ -190,43 +192,25 @@ def _backoff(w: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:
         {"trace_id": w["trace_id"], "stage": w["slot_stage"], "b": scaled, "j": nxt["attempt"]}
     )[again]
     per_stage = rep.groupby("stage")["b"].mean().clip(lower=0.0).to_dict()
-    rep = rep.assign(wait=rep["stage"].map(per_stage) * np.exp2(rep["j"].astype(float) - 2))
+    per = rep["stage"].map(per_stage).astype(float)  # float even when nothing was repeated
+    rep = rep.assign(wait=per * np.exp2(rep["j"].astype(float) - 2))
     return per_stage, rep.groupby("trace_id")["wait"].sum()
 
 
-def _fit_beta(x: np.ndarray) -> tuple[float, float]:
-    """Beta whose CDF is closest (least squares at 99 quantiles) to the sample's.
-
-    Routing asks for CDF values at a threshold, so the CDF is what is fitted; maximum
-    likelihood lets the extremes (confidences near 0 or 1) decide the shape.
-    """
-    grid = np.linspace(0.01, 0.99, 99)
-    q = np.quantile(np.clip(x, 1e-3, 1 - 1e-3), grid)
-    m, v = float(x.mean()), max(float(x.var()), 1e-6)
-    k = max(m * (1 - m) / v - 1, 0.1)
-
-    def loss(log_ab: np.ndarray) -> float:
-        a, b = np.exp(log_ab)
-        return float(np.sum((stats.beta.cdf(q, a, b) - grid) ** 2))
-
-    best = optimize.minimize(loss, np.log([m * k, (1 - m) * k]), method="Nelder-Mead")
-    a, b = np.exp(best.x)
-    return float(a), float(b)
-
-
 def _calibration(st: pd.DataFrame, success: pd.Series) -> Calibration | None:
-    """Beta fits of confidence: LLM outputs of successful runs vs outputs that raised errors."""
+    """Empirical confidence CDFs: LLM outputs of successful runs that raised nothing, vs
+    outputs whose mistake raised an error (:meth:`Calibration.from_samples`)."""
     if "confidence" not in st.columns:
         return None
     llm = st.loc[st["kind"].eq("llm") & st["confidence"].notna()]
-    ok = llm.loc[llm["trace_id"].map(success).fillna(False).astype(bool), "confidence"]
     errors = st.loc[st["status"].eq("error"), "cause_span_id"]
-    wrong = llm.loc[llm["span_id"].isin(errors) | llm["status"].eq("error"), "confidence"]
+    raised = llm["span_id"].isin(errors) | llm["status"].eq("error")
+    in_success = llm["trace_id"].map(success).fillna(False).astype(bool)
+    ok = llm.loc[in_success & ~raised, "confidence"]
+    wrong = llm.loc[raised, "confidence"]
     if len(ok) < MIN_CONFIDENCES or len(wrong) < MIN_CONFIDENCES:
         return None
-    oa, ob = _fit_beta(ok.to_numpy(float))
-    fa, fb = _fit_beta(wrong.to_numpy(float))
-    return Calibration(ok_alpha=oa, ok_beta=ob, fail_alpha=fa, fail_beta=fb)
+    return Calibration.from_samples(ok.to_numpy(float), wrong.to_numpy(float))
 
 
 def _net(p: np.ndarray, stage: Stage) -> np.ndarray:
@@ -377,9 +361,8 @@ class Chains:
 def round_shares(store: TraceStore) -> pd.DataFrame:
     """Per tool round of the estimated design: how many runs reaching it make it.
 
-    A lever that adds human time per attempt (checkpoints, routing) to a round stage charges the
-    runs that skip the round too; multiply its ``human_seconds`` / ``human_cost_usd`` by
-    ``presence`` to charge only the runs that make it (means are then right).
+    ``presence`` is what :func:`estimate_design` puts on the round's stages
+    (:attr:`~failkit.design.Stage.presence`).
 
     Returns:
         ``round``, ``n_reached``, ``n_made``, ``presence``.
@@ -447,6 +430,7 @@ def estimate_design(
         fails = det + sil
         pool = pooled[stage]
         reach = stop_pos >= j
+        present = float((ch.rounds[reach] >= rnd).mean()) if rnd and reach.any() else 1.0
         attempts = idx.map(here["attempts"]).fillna(1).to_numpy(np.int64)[reach]
         lat = _per_attempt(idx.map(here["duration_s"]).fillna(0.0).to_numpy()[reach], attempts)
         cost = _per_attempt(idx.map(here["cost_usd"]).fillna(0.0).to_numpy()[reach], attempts)
@@ -468,6 +452,7 @@ def estimate_design(
                 cost_usd=Dist.from_sample(cost),
                 n_tools=n_tools if stage == "tool_selection" and n_tools else None,
                 calibration=calibration if stage in llm_stages else None,
+                presence=present,
             )
         )
     step_time = w.groupby("trace_id")["duration_s"].sum()

@@ -322,11 +322,11 @@ def _backoff(stage: Stage, attempts: np.ndarray | int) -> np.ndarray:
 
 
 def _human(stage: Stage, resource: Resource) -> tuple[float, float]:
-    """Checkpoint and routing human time (or cost) of a stage."""
+    """Checkpoint (times the stage's presence) and routing human time (or cost) of a stage."""
     cp, rt = stage.checkpoint, stage.routing
     if resource == "latency":
-        return (cp.human_seconds if cp else 0.0), (rt.human_seconds if rt else 0.0)
-    return (cp.human_cost_usd if cp else 0.0), (rt.human_cost_usd if rt else 0.0)
+        return (cp.human_seconds * stage.presence if cp else 0.0), (rt.human_seconds if rt else 0.0)
+    return (cp.human_cost_usd * stage.presence if cp else 0.0), (rt.human_cost_usd if rt else 0.0)
 
 
 def _attempt_dist(stage: Stage, resource: Resource) -> Dist:
@@ -389,7 +389,7 @@ def _outcomes(stage: Stage, p: np.ndarray) -> _Outcomes:
         stop=stop,
         dup_ok=1 - (1 - e) ** (j - 1),
         dup_stop=1 - (1 - e) ** j - j * e * (1 - e) ** (j - 1),
-        phi_ok=routing.p_flag_given_ok if routing else 0.0,
+        phi_ok=routing.p_flag_given_ok * stage.presence if routing else 0.0,
         phi_fail=routing.p_flag_given_fail if routing else 0.0,
     )
 
@@ -884,7 +884,8 @@ def _monte_carlo(
         if stage.routing:
             out_ok = ok.copy()
             out_ok[f[caught | recovered]] = True
-            routed = out_ok & alive & (uniform(size) < stage.routing.p_flag_given_ok)
+            flag_ok = stage.routing.p_flag_given_ok * stage.presence
+            routed = out_ok & alive & (uniform(size) < flag_ok)
             routed_bad = silent & (uniform(k) < stage.routing.p_flag_given_fail)
             routed[f[routed_bad]] = True
         for res in _RESOURCES:

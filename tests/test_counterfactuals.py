@@ -29,9 +29,6 @@ KNOWN_MISSES = {
     "belong to harder tasks, which fail elsewhere too)",
     "checkpoint every call": "synth redoes a caught call and reviews it again; a Design's "
     "checkpoint fixes it at once (cost and latency -9 %, success -1.4 points at 20k runs)",
-    "routing <0.5": "a Beta cannot fit synth's confidence (a Beta mixed with uniform noise): the "
-    "fitted share of right outputs below 0.5 is 5.4 % against 3.4 %, so human cost is "
-    "+16 % at 20k runs (success and uplift are within the bar)",
     "8 tools": "Stage's tool curve 1 + g*log2(n) cannot express synth's 1 + log2(n/8) (zero "
     "error at 4 tools): going from 16 to 8 tools cuts tool-selection error by 17 % with "
     "the default g = 0.5 against 50 % in synth (uplift -57 % at 20k runs)",
@@ -59,11 +56,11 @@ def _se(x: pd.Series) -> float:
         pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_MISSES[name], strict=False))
         if name in KNOWN_MISSES
         else name
-        for name in cf.levers(WORLD, {})
+        for name in cf.levers(WORLD)
     ],
 )
 def test_lever_predicts_the_real_design(baseline: cf.Baseline, lever: str) -> None:
-    b, change = cf.levers(WORLD, baseline.presence)[lever]
+    b, change = cf.levers(WORLD)[lever]
     truth_b = cf.routed_truth(baseline.result) if b is None else synth.generate(WORLD, b).truth
     real_a = cf.Observed.of(baseline.result.truth)
     row = cf.compare(lever, baseline.design, change, real_a, cf.Observed.of(truth_b))

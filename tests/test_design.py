@@ -141,6 +141,22 @@ def test_confidence_routing_uses_the_calibration(design: fk.Design) -> None:
         design.with_confidence_routing(1.5)
 
 
+def test_empirical_calibration_is_the_share_below_the_threshold() -> None:
+    rng = np.random.default_rng(0)
+    ok = np.round(0.7 * rng.beta(9, 2, 5000) + 0.3 * rng.random(5000), 3)
+    wrong = np.round(rng.beta(2, 4, 800), 3)
+    cal = Calibration.from_samples(ok, wrong)
+    for t in (0.0, 0.25, 0.5, 0.73, 1.0):
+        assert cal.p_flag_given_ok(t) == pytest.approx((ok < t).mean(), abs=1e-12)
+        assert cal.p_flag_given_fail(t) == pytest.approx((wrong < t).mean(), abs=1e-12)
+    assert 0 < cal.p_flag_given_ok(0.505) - cal.p_flag_given_ok(0.5) < 0.01  # interpolated
+    assert Calibration(ok_cdf=cal.ok_cdf).p_flag_given_fail(0.5) == pytest.approx(
+        stats.beta.cdf(0.5, 5, 3)
+    )
+    with pytest.raises(ValidationError):
+        Calibration(ok_cdf=(0.0, 1.0))
+
+
 def test_add_and_remove_stages(design: fk.Design) -> None:
     d = design.add_stage(stage("planning"), before="tool_selection")
     assert d.stage_names[0] == "planning"

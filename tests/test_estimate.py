@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import tempfile
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import failkit as fk
 from failkit import synth
 from failkit.estimate import BACKTEST_COLUMNS, OVERHEAD, round_of, stage_names
+from failkit.synth.engine import NO_MODE, ROLE_CALL, ROLE_FINAL, ROLE_PLAN
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +81,26 @@ def test_backtest_holds_out_half_the_tasks(runs: tuple[synth.SynthResult, fk.Tra
     assert 600 < got["n_runs"].iloc[0] < 900
 
 
-def test_round_shares(runs: tuple[synth.SynthResult, fk.TraceStore]) -> None:
+def test_round_shares(runs: tuple[synth.SynthResult, fk.TraceStore], design: fk.Design) -> None:
     got = fk.round_shares(runs[1])
     assert got["round"].tolist() == [1, 2, 3, 4]
     assert got["presence"].iloc[0] == 1.0
     assert got["presence"].is_monotonic_decreasing
+    on_stages = [design.stage(n).presence for n in stage_names(design, "tool_selection")]
+    assert on_stages == pytest.approx(got["presence"].tolist())
+    assert design.stage("planning").presence == 1.0
+
+
+def test_calibration_is_the_confidence_of_right_and_wrong_outputs(
+    runs: tuple[synth.SynthResult, fk.TraceStore], design: fk.Design
+) -> None:
+    spans = runs[0].simulation.spans
+    llm = np.isin(spans["role"], [ROLE_PLAN, ROLE_CALL, ROLE_FINAL])
+    conf, right = spans["confidence"], spans["mode"] == NO_MODE
+    cal = design.stage("tool_selection").calibration
+    assert cal is not None and cal.ok_cdf is not None
+    assert cal.p_flag_given_ok(0.5) == pytest.approx((conf[llm & right] < 0.5).mean(), abs=0.01)
+    assert cal.p_flag_given_fail(0.5) == pytest.approx((conf[llm & ~right] < 0.5).mean(), abs=0.08)
 
 
 def test_no_working_steps_is_an_error() -> None:

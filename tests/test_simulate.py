@@ -145,6 +145,15 @@ def test_routing_by_hand() -> None:
     assert got["latency_s_mean"] == pytest.approx(60 * (0.8 * 0.1 + 0.2 * 0.6))
 
 
+def test_presence_scales_only_human_work() -> None:
+    routing = Routing(p_flag_given_fail=0.6, p_flag_given_ok=0.1, human_seconds=60)
+    s = fk.Stage(name="x", p_success=0.8, p_detectable=0.0, routing=routing, presence=0.5)
+    got = exact(fk.Design(stages=[s]).with_checkpoint("x", catch_rate=0.0, human_seconds=30))
+    assert got["success_rate"] == pytest.approx(0.8 + 0.2 * 0.6)
+    assert got["human_touch_rate"] == pytest.approx(0.8 * 0.1 * 0.5 + 0.2 * 0.6)
+    assert got["latency_s_mean"] == pytest.approx(30 * 0.5 + 60 * (0.8 * 0.1 * 0.5 + 0.2 * 0.6))
+
+
 def test_a_detectable_failure_ends_the_run() -> None:
     d = fk.Design(
         stages=[
@@ -307,6 +316,7 @@ def stages(draw: st.DrawFn, name: str) -> fk.Stage:
         parse_failure_share=draw(st.floats(0, 1)),
         checkpoint=checkpoint,
         routing=routing,
+        presence=draw(st.sampled_from([1.0, 0.6])),
     )
 
 
