@@ -28,6 +28,7 @@ from failkit.synth import (
 )
 from failkit.synth.catalog import MODE_INDEX
 from failkit.synth.engine import NO_MODE, ROLE_CALL, ROLE_FINAL, ROLE_PLAN, ROLE_TOOL, mode_rates
+from failkit.synth.judge import JUDGE_COLUMNS, JUDGE_NAME
 from failkit.synth.render import misspell
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -379,11 +380,21 @@ def test_labels_match_truth(
     result: SynthResult, files: dict[str, Path], records: list[dict]
 ) -> None:
     labels = pd.read_csv(files["labels"])
-    assert list(labels.columns) == ["trace_id", "name", "value", "source"]
+    assert list(labels.columns) == [
+        "trace_id", "span_id", "name", "value", "score", "source", "comment",
+    ]  # fmt: skip
+    outcome = labels.loc[labels["name"] == "outcome"]
     truth = dict(zip(result.truth["trace_id"], result.truth["outcome"], strict=True))
-    assert dict(zip(labels["trace_id"], labels["value"], strict=True)) == truth
-    labelled = {r["trace_id"]: r["value"] for r in records if r["type"] == "label"}
+    assert dict(zip(outcome["trace_id"], outcome["value"], strict=True)) == truth
+    labels_in_file = [r for r in records if r["type"] == "label"]
+    labelled = {r["trace_id"]: r["value"] for r in labels_in_file if r["name"] == "outcome"}
     assert labelled == truth
+    judged = [r for r in labels_in_file if r["name"] == JUDGE_NAME]
+    in_file = pd.DataFrame(judged)[JUDGE_COLUMNS].sort_values("trace_id", ignore_index=True)
+    pd.testing.assert_frame_equal(
+        in_file, result.judgments.sort_values("trace_id", ignore_index=True)
+    )
+    assert len(labels) == len(truth) + len(judged)
     csv = pd.read_csv(files["ground_truth"])
     assert csv["trace_id"].tolist() == result.truth["trace_id"].tolist()
 
@@ -486,14 +497,15 @@ def test_jsonl_describes_the_same_spans(
     assert set(kinds) == {"agent", "llm", "tool", "human"}
 
 
-def test_jsonl_records_follow_the_schema(records: list[dict]) -> None:
+def test_jsonl_records_follow_the_schema(result: SynthResult, records: list[dict]) -> None:
     models = {"span": SpanRecord, "trace": TraceRecord, "label": LabelRecord}
     seen: Counter[str] = Counter()
     for record in records:
         kind = record["type"]
         models[kind].model_validate({k: v for k, v in record.items() if k != "type"})
         seen[kind] += 1
-    assert seen["trace"] == seen["label"] == WORLD.n_runs
+    assert seen["trace"] == WORLD.n_runs
+    assert seen["label"] == WORLD.n_runs + len(result.judgments)  # outcomes and verdicts
 
 
 def test_error_messages_are_what_the_code_would_raise(otlp: list[tuple[int, dict]]) -> None:
@@ -567,3 +579,53 @@ def test_many_spans_stay_consistent() -> None:
 def test_bad_knobs_are_rejected(model: type, kwargs: dict) -> None:
     with pytest.raises(ValidationError):
         model(**kwargs)
+
+
+# --- judge ---------------------------------------------------------------------------------
+
+
+def test_judge_flags_answered_silent_failures(result: SynthResult) -> None:
+    """The judge flags only runs that answered although a silent failure went through, at
+    the coverage asked for; its blamed span is the span of the run's first failure."""
+    truth = result.truth.set_index("trace_id")
+    j = result.judgments
+    assert list(j.columns) == JUDGE_COLUMNS
+    assert j["trace_id"].is_unique and j["comment"].str.len().gt(10).all()
+    answered = result.simulation.completed & result.truth["silent"].eq(True).to_numpy()
+    eligible = int(answered.sum())
+    assert set(j["trace_id"]) <= set(result.truth.loc[answered, "trace_id"])
+    p = WORLD.judge_coverage
+    assert abs(len(j) - p * eligible) <= SIGMAS * np.sqrt(eligible * p * (1 - p))
+    on_span = j.loc[j["span_id"].notna()]
+    q = WORLD.judge_span_share
+    assert abs(len(on_span) - q * len(j)) <= SIGMAS * np.sqrt(len(j) * q * (1 - q))
+    blamed = truth.loc[on_span["trace_id"], "first_failure_cause_span_id"]
+    assert on_span["span_id"].tolist() == blamed.tolist()
+
+
+def test_judge_comments_describe_the_run_without_naming_the_mode(big: SynthResult) -> None:
+    """No mode name in the comments, several wordings per mode, values of the run quoted."""
+    j = big.judgments.merge(big.truth[["trace_id", "failure_mode"]], on="trace_id")
+    text = j["comment"].str.lower()
+    for m in MODES:
+        assert not text.str.contains(m.name).any()
+        assert not text.str.contains(m.name.replace("_", " ")).any()
+    wordings = j.groupby("failure_mode")["comment"].agg(lambda c: c.str[:25].nunique())
+    assert (wordings >= 10).all()
+    codes = j.loc[j["failure_mode"] == "hallucination", "comment"].str.contains(r"ZX-\d{4}")
+    assert codes.mean() > 0.3
+    vague = ~text.str.contains(r"plan|tool|function|argument|parameter|input|answer|repl|respons")
+    v = big.world.judge_vague
+    assert abs(vague.sum() - v * len(j)) <= SIGMAS * np.sqrt(len(j) * v * (1 - v)) + 0.01 * len(j)
+
+
+def test_judge_settings_do_not_change_the_traces(tmp_path: Path) -> None:
+    """The judge draws from its own stream: its settings change the verdicts, not the spans."""
+    world = World(n_tasks=60, trials=5, seed=4)
+    quiet = world.model_copy(update={"judge_coverage": 0.3, "judge_span_share": 0.0})
+    a = generate(world).write(tmp_path / "a", formats=("otlp",))
+    b = generate(quiet).write(tmp_path / "b", formats=("otlp",))
+    assert a["otlp"].read_bytes() == b["otlp"].read_bytes()
+    ja, jb = generate(world).judgments, generate(quiet).judgments
+    assert len(jb) < len(ja) and jb["span_id"].isna().all()
+    pd.testing.assert_frame_equal(generate(world).judgments, ja)

@@ -57,6 +57,11 @@ class World(BaseModel):
         tool_timeout_s: client timeout of tool calls.
         human_seconds: median time a human checkpoint takes.
         human_usd_per_hour: what human review time costs.
+        judge_coverage: share of answered runs with a silent failure that the LLM judge
+            flags with a comment (see :mod:`failkit.synth.judge`).
+        judge_vague: share of the judge's comments that name no specific problem.
+        judge_span_share: share of the judge's verdicts that point at the span blamed
+            (the others are about the whole run).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -75,6 +80,9 @@ class World(BaseModel):
     tool_timeout_s: float = Field(default=30.0, gt=0)
     human_seconds: float = Field(default=45.0, gt=0)
     human_usd_per_hour: float = Field(default=60.0, ge=0)
+    judge_coverage: float = Field(default=0.9, ge=0, le=1)
+    judge_vague: float = Field(default=0.05, ge=0, le=1)
+    judge_span_share: float = Field(default=0.5, ge=0, le=1)
 
     @field_validator("mode_rates")
     @classmethod

@@ -235,6 +235,14 @@ class Simulation:
     root_row: np.ndarray
     rates: np.ndarray
 
+    def first_unrecovered(self) -> np.ndarray:
+        """Per run, the event of its first unrecovered failure (-1 for runs without one)."""
+        unrecovered = np.flatnonzero(self.chain_by[self.events["chain"]] == BY_NONE)
+        runs, first = np.unique(self.events["run"][unrecovered], return_index=True)
+        out = np.full(self.completed.size, -1, dtype=np.int64)
+        out[runs] = unrecovered[first]
+        return out
+
 
 def mode_rates(world: World, design: AgentDesign, difficulty: np.ndarray) -> np.ndarray:
     """Per task (row) and mode (column): the failure probability of one fresh attempt.

@@ -218,6 +218,12 @@ def run_lines(trace_id: str, task_id: str, session_id: str, outcome: str) -> str
     return RUN_LINES % (trace_id, task_id, session_id, trace_id, outcome)
 
 
+def label_line(label: dict[str, Any]) -> str:
+    """A failkit JSONL ``label`` line (no newline) of a label row (missing values as null)."""
+    fields = {k: (None if v is None or v != v else v) for k, v in label.items()}
+    return json.dumps({"type": "label", **fields}, separators=(",", ":"), ensure_ascii=False)
+
+
 def otlp_line(spans: list[str]) -> str:
     """One exporter batch: a whole ``resourceSpans`` object, without the newline."""
     return OTLP_LINE_HEAD + ",".join(spans) + OTLP_LINE_TAIL

@@ -28,7 +28,8 @@ from failkit.synth.engine import (
     Simulation,
     simulate,
 )
-from failkit.synth.render import Renderer, otlp_line, run_lines
+from failkit.synth.judge import judge
+from failkit.synth.render import Renderer, label_line, otlp_line, run_lines
 from failkit.synth.world import Population, populate
 
 FORMATS = ("otlp", "jsonl", "labels", "truth")
@@ -163,9 +164,9 @@ class SynthResult:
         sim, pop = self.simulation, self.population
         spans, events = sim.spans, sim.events
         n = self.world.n_runs
-        unrecovered = np.flatnonzero(sim.chain_by[events["chain"]] == BY_NONE)
-        runs, first = np.unique(events["run"][unrecovered], return_index=True)
-        picked = unrecovered[first]
+        first = sim.first_unrecovered()
+        runs = np.flatnonzero(first >= 0)
+        picked = first[runs]
         span = np.full(n, -1)
         cause = np.full(n, -1)
         mode = np.full(n, NO_MODE)
@@ -271,17 +272,37 @@ class SynthResult:
             }
         )
 
+    @cached_property
+    def judgments(self) -> pd.DataFrame:
+        """The LLM judge's verdicts with comments (see :mod:`failkit.synth.judge`)."""
+        return judge(
+            self.world,
+            self.design,
+            self.population,
+            self.simulation,
+            self.truth,
+            toolset(self.design.n_tools),
+        )
+
     @property
     def labels(self) -> pd.DataFrame:
-        """Outcome labels (``trace_id, name, value, source``), as OTLP has no outcome."""
-        return pd.DataFrame(
+        """Outcome labels of every run (OTLP has no outcome), then the judge's verdicts.
+
+        Columns ``trace_id, span_id, name, value, score, source, comment`` (span, score and
+        comment are missing on outcome labels).
+        """
+        outcome = pd.DataFrame(
             {
                 "trace_id": self.truth["trace_id"],
+                "span_id": None,
                 "name": "outcome",
                 "value": self.truth["outcome"],
+                "score": np.nan,
                 "source": "synth",
+                "comment": None,
             }
         )
+        return pd.concat([outcome, self.judgments], ignore_index=True)
 
     def write(self, directory: str | Path, formats: Iterable[str] = FORMATS) -> dict[str, Path]:
         """Write the traces and ground truth into ``directory``.
@@ -328,6 +349,10 @@ class SynthResult:
             ["call_" + h for h in hex_ids(self.ids.call)],
             self.task_ids,
         )
+        verdicts = self.judgments
+        verdict_lines = dict(
+            zip(verdicts["trace_id"], map(label_line, verdicts.to_dict("records")), strict=True)
+        )
         order = np.argsort(spans["end"], kind="stable")
         edges = self.ids.batch_edges
         is_root = spans["role"] == ROLE_ROOT
@@ -350,13 +375,14 @@ class SynthResult:
                         "".join(otlp_line(otlp[a:b]) + "\n" for a, b in itertools.pairwise(cuts))
                     )
                 if "jsonl" in files:
-                    files["jsonl"].write(self._native_lines(native, rows))
+                    files["jsonl"].write(self._native_lines(native, rows, verdict_lines))
         finally:
             for f in files.values():
                 f.close()
 
-    def _native_lines(self, spans: list[str], rows: np.ndarray) -> str:
-        """failkit JSONL text of spans; a run's trace and label lines follow its root span."""
+    def _native_lines(self, spans: list[str], rows: np.ndarray, verdicts: dict[str, str]) -> str:
+        """failkit JSONL text of spans; a run's trace and label lines (its outcome, then the
+        judge's verdict in ``verdicts`` by trace id) follow its root span."""
         sim = self.simulation
         pieces = []
         done = 0
@@ -372,6 +398,8 @@ class SynthResult:
                     Outcome.SUCCESS if success else Outcome.FAILURE,
                 )
             )
+            if self.trace_ids[run] in verdicts:
+                pieces.append(verdicts[self.trace_ids[run]])
             done = p + 1
         pieces += spans[done:]
         return "\n".join(pieces) + "\n" if pieces else ""
