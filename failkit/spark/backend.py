@@ -1,0 +1,312 @@
+"""The heavy, data-sized steps of failkit on Apache Spark, with DuckDB inside the partitions.
+
+Nothing here re-implements an analysis. Spark moves the rows so that each partition holds
+what one call of a failkit function needs, and the partition runs that same function:
+
+- :meth:`SparkBackend.steps` shuffles spans by ``trace_id`` (each run whole in one
+  partition, with its outcome and the labels that locate silent failures joined on) and runs
+  :func:`failkit.steps` — the DuckDB SQL of ``failkit/sql/steps.sql`` — on an in-memory
+  store per partition;
+- :meth:`SparkBackend.first_failures` runs :func:`failkit.first_failures` per partition of
+  the steps (it reads one row at a time);
+- :meth:`SparkBackend.stage_reliability` shuffles the steps by stage (each stage whole in one
+  partition, in the order of the DuckDB path) and runs :func:`failkit.stage_reliability`;
+  only the table (a row per stage) reaches the driver;
+- :meth:`SparkBackend.failure_modes` and :meth:`SparkBackend.failure_mode_summary` collect
+  only the steps those functions read — the failure events, the steps of failed runs and the
+  first step of the others — and run the local functions, whose template clustering needs
+  all the distinct messages in one place;
+- :meth:`SparkBackend.design` collects the steps and runs
+  :func:`failkit.estimate.estimate_design` (it walks every run's chain of stages).
+
+Results are the DuckDB path's, row for row (``tests/test_spark.py`` checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+
+from failkit.chains import FIRST_FAILURE_COLUMNS, first_failures, steps
+from failkit.design import Design
+from failkit.errors import FailkitError
+from failkit.estimate import estimate_design
+from failkit.failures import failure_mode_summary, failure_modes
+from failkit.lake import read_manifest
+from failkit.reliability import STAGE_RELIABILITY_COLUMNS, stage_reliability
+from failkit.schema import SPAN_COLUMNS, TABLES
+from failkit.spark.frames import (
+    STEP_TYPES,
+    TABLE_TYPES,
+    batches,
+    ddl,
+    from_batches,
+    steps_to_pandas,
+    to_pandas,
+)
+from failkit.spark.session import require_pyspark
+from failkit.stages import StageRule
+from failkit.store import PathArg, connect
+
+_SPAN_INPUTS = [c.name for c in SPAN_COLUMNS if c.name not in ("attributes", "events")]
+"""Span columns shipped to the partitions (``steps`` reads neither JSON column)."""
+
+_FIRST_TYPES = {c: "BOOLEAN" if c == "silent" else STEP_TYPES[c] for c in FIRST_FAILURE_COLUMNS}
+_KEY = ["trace_id", "step"]
+
+
+def _partition_steps(
+    parts: Iterator[pa.RecordBatch], options: dict[str, Any]
+) -> Iterator[pa.RecordBatch]:
+    """:func:`failkit.steps` on the whole runs of one partition (an in-memory store)."""
+    table = from_batches(parts)
+    if table is None:
+        return
+    with connect() as store:
+        con = store.con
+        con.register("fk_part", table)
+        cols = ", ".join(f'"{c}"' for c in _SPAN_INPUTS)
+        con.execute(f"INSERT INTO spans ({cols}) SELECT {cols} FROM fk_part")
+        con.execute(
+            "INSERT INTO traces (trace_id, outcome) "
+            "SELECT DISTINCT trace_id, fk_outcome FROM fk_part"
+        )
+        con.execute(
+            "INSERT INTO labels (trace_id, span_id, name) "
+            "SELECT trace_id, span_id, unnest(fk_flags) FROM fk_part WHERE fk_flags IS NOT NULL"
+        )
+        con.unregister("fk_part")
+        yield from batches(steps(store, **options), STEP_TYPES)
+
+
+def _partition_first_failures(parts: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """:func:`failkit.first_failures` on the steps of one partition."""
+    table = from_batches(parts)
+    if table is not None:
+        yield from batches(first_failures(steps_to_pandas(table)), _FIRST_TYPES)
+
+
+def _reliability_types(by: str | None) -> dict[str, str]:
+    keys = ["stage"] + ([by] if by else [])
+    return {
+        **dict.fromkeys(keys, "VARCHAR"),
+        **{c: "BIGINT" if c.startswith("n_") else "DOUBLE" for c in STAGE_RELIABILITY_COLUMNS[1:]},
+    }
+
+
+def _partition_reliability(
+    parts: Iterator[pa.RecordBatch], by: str | None, level: float
+) -> Iterator[pa.RecordBatch]:
+    """:func:`failkit.stage_reliability` on whole stages, steps in the DuckDB path's order."""
+    table = from_batches(parts)
+    if table is None:
+        return
+    st = steps_to_pandas(table).sort_values(_KEY, ignore_index=True)
+    yield from batches(stage_reliability(st, by=by, level=level), _reliability_types(by))
+
+
+class SparkBackend:
+    """failkit's heavy steps on Spark, over a lake (see the module docstring).
+
+    Example:
+        >>> from failkit.spark import SparkBackend, local_session  # doctest: +SKIP
+        >>> sb = SparkBackend(local_session(), "lake/")  # doctest: +SKIP
+        >>> st = sb.steps().cache()  # a Spark DataFrame, one row per step  # doctest: +SKIP
+        >>> sb.stage_reliability(st)  # a small pandas DataFrame  # doctest: +SKIP
+
+    Args:
+        spark: a SparkSession (session time zone UTC; executors with failkit installed).
+        lake: a lake directory or URL Spark can read (``store.export_parquet`` or
+            :func:`failkit.spark.ingest_to_lake` wrote it).
+        manifest: the lake's row counts per table; read from ``lake`` when it is a local
+            directory, required otherwise.
+    """
+
+    def __init__(self, spark: Any, lake: PathArg, *, manifest: dict | None = None) -> None:
+        require_pyspark()
+        self.spark = spark
+        self.lake = str(lake)
+        self.manifest = manifest if manifest is not None else read_manifest(Path(lake))
+        zone = spark.conf.get("spark.sql.session.timeZone")
+        if zone != "UTC":
+            raise FailkitError(
+                f"the SparkSession's time zone is {zone!r}: set "
+                "spark.sql.session.timeZone=UTC (failkit's timestamps are UTC)"
+            )
+
+    def table(self, name: str) -> Any:
+        """One table of the lake as a Spark DataFrame (columns of ``failkit.schema``)."""
+        if name not in TABLES:
+            raise FailkitError(f"no table {name!r} in a lake; tables: {', '.join(TABLES)}")
+        types = TABLE_TYPES[name]
+        if not self.manifest["rows"].get(name, 0):
+            return self.spark.createDataFrame([], ddl(types))
+        frame = self.spark.read.option("recursiveFileLookup", "true").parquet(f"{self.lake}/{name}")
+        return frame.select(*types)
+
+    def steps(
+        self,
+        *,
+        rules: Sequence[StageRule] | None = None,
+        non_idempotent_tools: Sequence[str] | None = None,
+        label_names: Sequence[str] = (),
+    ) -> Any:
+        """:func:`failkit.steps` of every run, as a Spark DataFrame (same columns and rows).
+
+        Cache it (``.cache()``) or write it out when several analyses read it.
+        """
+        from pyspark.sql import functions as F
+
+        spans = self.table("spans").select(*_SPAN_INPUTS)
+        runs = self.table("traces").select("trace_id", F.col("outcome").alias("fk_outcome"))
+        flags = (
+            self.table("labels")
+            .where(F.col("span_id").isNotNull() & F.col("name").isin(list(label_names)))
+            .groupBy("trace_id", "span_id")
+            .agg(F.collect_list("name").alias("fk_flags"))
+        )
+        joined = spans.join(runs, "trace_id", "left").join(flags, ["trace_id", "span_id"], "left")
+        options = {
+            "rules": rules,
+            "non_idempotent_tools": non_idempotent_tools,
+            "label_names": tuple(label_names),
+        }
+        return joined.repartition("trace_id").mapInArrow(
+            lambda parts: _partition_steps(parts, options), ddl(STEP_TYPES)
+        )
+
+    def _steps(self, st: Any, options: dict[str, Any]) -> Any:
+        if st is None:
+            return self.steps(**options)
+        if options:
+            raise FailkitError(
+                f"{', '.join(sorted(options))} shape how steps are computed, but steps were "
+                "passed: pass them to SparkBackend.steps(...) instead"
+            )
+        return st
+
+    def first_failures(self, st: Any = None, **options: Any) -> Any:
+        """:func:`failkit.first_failures` as a Spark DataFrame.
+
+        Args:
+            st: the steps (:meth:`steps`); computed when None.
+            **options: keyword options of :meth:`steps` (only without ``st``).
+        """
+        return self._steps(st, options).mapInArrow(_partition_first_failures, ddl(_FIRST_TYPES))
+
+    def stage_reliability(
+        self,
+        st: Any = None,
+        *,
+        by: Literal["tool_name", "model"] | None = None,
+        level: float = 0.95,
+    ) -> pd.DataFrame:
+        """:func:`failkit.stage_reliability`, computed on Spark, as the same pandas table."""
+        if by not in (None, "tool_name", "model"):
+            raise FailkitError(f"by must be None, 'tool_name' or 'model', got {by!r}")
+        keys = ["stage"] + ([by] if by else [])
+        types = _reliability_types(by)
+        table = (
+            self._steps(st, {})
+            .repartition(*keys)
+            .mapInArrow(lambda parts: _partition_reliability(parts, by, level), ddl(types))
+            .toArrow()
+        )
+        out = to_pandas(table, types)
+        out = out.astype({k: "string" for k in keys} | {c: "int64" for c in types if c[:2] == "n_"})
+        order = [False] + [True] * len(keys)
+        return out.sort_values(["n_attempts", *keys], ascending=order, ignore_index=True)
+
+    def collect_steps(self, st: Any) -> pd.DataFrame:
+        """Spark steps as the pandas frame :func:`failkit.steps` returns (same order, dtypes)."""
+        return steps_to_pandas(st.toArrow()).sort_values(_KEY, ignore_index=True)
+
+    def labels(self) -> pd.DataFrame:
+        """The lake's labels as pandas (they are few: one or two per run)."""
+        return to_pandas(self.table("labels").toArrow(), TABLE_TYPES["labels"])
+
+    def failure_steps(self, st: Any = None, *, label_names: Sequence[str] = ()) -> pd.DataFrame:
+        """The steps :func:`failkit.failure_modes` and its summary read, collected.
+
+        Failure events (unpropagated errors, silent first failures, steps that labels named
+        in ``label_names`` point at), every step of a failed run, and the earliest step of
+        every other run (for the trend's time window).
+        """
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        st = self._steps(st, {})
+        in_run = Window.partitionBy("trace_id")
+        pointed = (
+            self.table("labels")
+            .where(F.col("span_id").isNotNull() & F.col("name").isin(list(label_names)))
+            .select("trace_id", "span_id", F.lit(True).alias("fk_pointed"))
+            .distinct()
+        )
+        keep = (
+            st.join(pointed, ["trace_id", "span_id"], "left")
+            .withColumn("fk_failed", F.max("is_first_failure").over(in_run))
+            .withColumn("fk_start", F.min("start_time").over(in_run))
+            .where(
+                F.col("fk_failed")
+                | ((F.col("status") == "error") & ~F.col("propagated"))
+                | F.col("fk_pointed").isNotNull()
+                | (F.col("start_time") == F.col("fk_start"))
+            )
+            .select(*STEP_TYPES)
+        )
+        return self.collect_steps(keep)
+
+    def failure_modes(
+        self, st: Any = None, *, label_names: Sequence[str] = (), **options: Any
+    ) -> pd.DataFrame:
+        """:func:`failkit.failure_modes` of the lake (events selected on Spark).
+
+        Args:
+            st: the steps (:meth:`steps` with the same ``label_names``); computed when None.
+            label_names: as in :func:`failkit.failure_modes`.
+            **options: other keyword options of :func:`failkit.failure_modes`.
+        """
+        if st is None:
+            st = self.steps(rules=options.get("rules"), label_names=label_names)
+        local = self.failure_steps(st, label_names=label_names)
+        return failure_modes(local, label_names=label_names, labels=self.labels(), **options)
+
+    def failure_mode_summary(
+        self, st: Any = None, *, label_names: Sequence[str] = (), **options: Any
+    ) -> pd.DataFrame:
+        """:func:`failkit.failure_mode_summary` of the lake (see :meth:`failure_modes`)."""
+        if st is None:
+            st = self.steps(rules=options.get("rules"), label_names=label_names)
+        local = self.failure_steps(st, label_names=label_names)
+        return failure_mode_summary(local, label_names=label_names, labels=self.labels(), **options)
+
+    def design(
+        self, st: Any = None, *, name: str = "observed", task_spread: float | str = "fit"
+    ) -> Design:
+        """``Design.from_store`` of the lake: the steps are computed on Spark, then collected
+        with the runs and logged confidences to estimate the design locally."""
+        from pyspark.sql import functions as F
+
+        local = self.collect_steps(self._steps(st, {}))
+        runs = to_pandas(self.table("traces").toArrow(), TABLE_TYPES["traces"])
+        runs = runs.sort_values(["start_time", "trace_id"], ignore_index=True)
+        conf = (
+            self.table("spans")
+            .where(F.col("confidence").isNotNull())
+            .select("trace_id", "span_id", "confidence")
+        )
+        return estimate_design(
+            local,
+            runs,
+            name=name,
+            task_spread=task_spread,  # type: ignore[arg-type]
+            confidence=to_pandas(
+                conf.toArrow(),
+                {"trace_id": "VARCHAR", "span_id": "VARCHAR", "confidence": "DOUBLE"},
+            ),
+        )

@@ -1,0 +1,172 @@
+"""The Spark backend gives the DuckDB path's results, row for row (PySpark local mode)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, sample
+from spark_fixtures import spark  # noqa: F401  (the fixture)
+
+import failkit as fk
+from failkit.errors import FailkitError
+
+pytestmark = pytest.mark.filterwarnings(
+    # PySpark 4 warns about pandas 3 whenever it starts Arrow UDFs; failkit's Spark code
+    # exchanges Arrow tables only and converts them to pandas itself.
+    "ignore:PySpark does not yet fully support pandas:FutureWarning"
+)
+
+REAL_SAMPLES = [
+    "otel_genai_agent.otlp.jsonl",
+    "openinference_agent.otlp.jsonl",
+    "pydantic_ai_genai.otlp.jsonl",
+    "smolagents_openinference.otlp.jsonl",
+    "langgraph_openinference.otlp.jsonl",
+    "langfuse_otel.otlp.jsonl",
+    "js_genai_agent.otlp-http.json",
+    "langsmith_runs.merged.jsonl",
+    "openai_agents_trace.jsonl",
+    "inspect_ai_weather.eval",
+]
+
+
+def _synthetic() -> fk.TraceStore:
+    store = fk.connect()
+    store.ingest(REPO / "data" / "sample" / "traces.jsonl.gz")
+    store.add_labels(REPO / "data" / "sample" / "labels.csv")
+    return store
+
+
+def _real() -> fk.TraceStore:
+    store = fk.connect()
+    store.ingest([sample(name) for name in REAL_SAMPLES])
+    return store
+
+
+class World:
+    """A store, its lake, the Spark backend over it and its steps (computed once)."""
+
+    def __init__(self, store: fk.TraceStore, lake: Path, spark_session: object) -> None:
+        from failkit.spark import SparkBackend
+
+        self.store = store
+        store.export_parquet(lake)
+        self.backend = SparkBackend(spark_session, lake)
+        self.steps = self.backend.steps().cache()
+        self.reference = fk.steps(store)
+
+
+@pytest.fixture(scope="module", params=["synthetic", "real"])
+def world(request, spark, tmp_path_factory) -> World:  # noqa: F811
+    store = _synthetic() if request.param == "synthetic" else _real()
+    return World(store, tmp_path_factory.mktemp("lake") / "lake", spark)
+
+
+def test_steps_are_the_duckdb_steps(world):
+    got = world.backend.collect_steps(world.steps)
+    assert len(got) == len(world.reference) > 0
+    pd.testing.assert_frame_equal(got, world.reference)
+
+
+def test_first_failures_are_the_duckdb_ones(world):
+    ff = world.backend.first_failures(world.steps)
+    got = world.backend.collect_steps(world.steps)  # the same rows: check the public filter
+    expected = fk.first_failures(world.reference)
+    table = ff.toArrow().to_pandas().sort_values("trace_id", ignore_index=True)
+    assert len(table) == len(expected) > 0
+    assert table["trace_id"].tolist() == expected["trace_id"].tolist()
+    assert table["span_id"].tolist() == expected["span_id"].tolist()
+    assert table["silent"].tolist() == expected["silent"].tolist()
+    pd.testing.assert_frame_equal(fk.first_failures(got), expected)
+
+
+@pytest.mark.parametrize("by", [None, "tool_name"])
+def test_stage_reliability_is_the_duckdb_table(world, by):
+    got = world.backend.stage_reliability(world.steps, by=by)
+    pd.testing.assert_frame_equal(got, fk.stage_reliability(world.store, by=by))
+
+
+def test_failure_modes_and_summary_are_the_duckdb_ones(world):
+    modes = world.backend.failure_modes(world.steps)
+    expected = fk.failure_modes(world.store)
+    assert len(modes) == len(expected) > 0
+    pd.testing.assert_frame_equal(modes, expected)
+    pd.testing.assert_frame_equal(
+        world.backend.failure_mode_summary(world.steps), fk.failure_mode_summary(world.store)
+    )
+
+
+def test_failure_steps_are_fewer_than_all_steps(world):
+    """The modes read the failure events and failed runs only, not every step."""
+    local = world.backend.failure_steps(world.steps)
+    assert 0 < len(local) < len(world.reference)
+
+
+@pytest.mark.filterwarnings(
+    # estimate_design's fillna(False) on a float map warns on the real samples, on both paths
+    "ignore:'bool' is not supported as a fill value:pandas.errors.Pandas4Warning"
+)
+def test_design_is_the_duckdb_design(world):
+    assert world.backend.design(world.steps, task_spread=0.0) == fk.Design.from_store(
+        world.store, task_spread=0.0
+    )
+
+
+def test_label_names_locate_silent_failures_alike(spark, tmp_path):  # noqa: F811
+    """Labels pointing at a step travel with the spans to the partition of their run."""
+    from failkit.spark import SparkBackend
+
+    store = _synthetic()
+    truth = pd.read_csv(REPO / "data" / "sample" / "failure_events.csv")
+    silent = truth.loc[truth["silent"]].drop_duplicates("trace_id").head(40)
+    store.add_labels(
+        pd.DataFrame(
+            {
+                "trace_id": silent["trace_id"],
+                "span_id": silent["span_id"],
+                "name": "mistake_step",
+                "value": "1",
+                "comment": "the answer is wrong: " + silent["failure_mode"],
+            }
+        )
+    )
+    store.export_parquet(tmp_path / "lake")
+    backend = SparkBackend(spark, tmp_path / "lake")
+    options = {"label_names": ("mistake_step",)}
+    st = backend.steps(**options)
+    got = backend.collect_steps(st)
+    expected = fk.steps(store, **options)
+    pd.testing.assert_frame_equal(got, expected)
+    assert expected["heuristic"].eq("label:mistake_step").sum() > 0
+    pd.testing.assert_frame_equal(
+        backend.failure_modes(st, **options), fk.failure_modes(store, **options)
+    )
+
+
+def test_options_with_given_steps_are_refused(world):
+    with pytest.raises(FailkitError, match=r"pass them to SparkBackend\.steps"):
+        world.backend.first_failures(world.steps, label_names=("x",))
+
+
+def test_a_session_not_in_utc_is_refused(spark, tmp_path):  # noqa: F811
+    from failkit.spark import SparkBackend
+
+    fk.connect().export_parquet(tmp_path / "lake")
+    spark.conf.set("spark.sql.session.timeZone", "Europe/Paris")
+    try:
+        with pytest.raises(FailkitError, match="timeZone=UTC"):
+            SparkBackend(spark, tmp_path / "lake")
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+def test_an_empty_lake_gives_empty_steps(spark, tmp_path):  # noqa: F811
+    from failkit.spark import SparkBackend
+
+    fk.connect().export_parquet(tmp_path / "lake")
+    backend = SparkBackend(spark, tmp_path / "lake")
+    got = backend.collect_steps(backend.steps())
+    assert got.empty
+    assert list(got.columns) == list(fk.steps(fk.connect()).columns)
