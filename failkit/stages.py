@@ -118,13 +118,14 @@ DEFAULT_RULES: tuple[StageRule, ...] = (
        error=r"validation|invalid arg|missing (required )?(arg|param|field)|field required|"
              r"unexpected keyword|required (positional )?arg|schema|is not of type|typeerror|"
              r"invalid (value|param|input)|modelretry|" + _CODE.format("(400|422)")),
+    # before timeout: an HTTP 504 Gateway Timeout is the server's error, not the client's
+    _R("server_error", "tool_execution", transient=True, may_have_acted=True,
+       error=_CODE.format(r"5(\d\d|xx)") + r"|server error|service unavailable|bad gateway|"
+             r"overloaded|connection (error|reset|aborted)"),
     _R("timeout", "tool_execution", transient=True, may_have_acted=True,
        error=r"time.?out|timed out|deadline exceeded"),
     _R("rate_limit", "tool_execution", transient=True,
        error=_CODE.format("429") + r"|rate.?limit|too many requests|quota"),
-    _R("server_error", "tool_execution", transient=True, may_have_acted=True,
-       error=_CODE.format(r"5(\d\d|xx)") + r"|server error|service unavailable|bad gateway|"
-             r"overloaded|connection (error|reset|aborted)"),
     _R("permission", "tool_execution",
        error=_CODE.format("40[13]") + r"|forbidden|unauthori[sz]ed|permission|access denied"),
     _R("unparseable_output", "response_synthesis", kind="^llm$", transient=True,
