@@ -247,7 +247,7 @@ def failure_modes(
     labels: pd.DataFrame | None = None,
     rules: Sequence[StageRule] | None = None,
     template_similarity: float = 0.7,
-    text_similarity: float = 0.2,
+    text_similarity: float = 0.1,
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per failure event, with its message template and its failure mode.
@@ -266,7 +266,8 @@ def failure_modes(
             rule ids name the categories.
         template_similarity: cosine similarity of TF-IDF vectors above which templates of
             one category share a mode (average linkage).
-        text_similarity: the same for comments.
+        text_similarity: the same for comments; low, as comments on one kind of failure
+            share few words (a judge words one problem many ways, with the run's values).
         seed: seeds the sample fitted when a category has more than :data:`MAX_EXACT`
             distinct texts.
 

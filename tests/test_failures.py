@@ -154,6 +154,23 @@ def test_judge_comments_are_events_clustered_by_text(tmp_path: Path) -> None:
     assert fk.failure_modes(s)["category"].tolist() == ["silent"]  # no label_names: no text
 
 
+def test_gateway_timeout_is_a_server_error_not_a_timeout() -> None:
+    """Regression: ``504 Gateway Timeout`` matched the stage table's timeout rule before its
+    server_error rule. A 504 is a response from the server (synth's truth calls it
+    ``server_error``), a client-side TimeoutError got none: they are different failures."""
+    server = "Server error '{}' for url 'https://a.io/w'"
+    rows = [
+        *_tool_run("g", 0, "get_weather", "HTTPStatusError", server.format("504 Gateway Timeout")),
+        *_tool_run(
+            "s", 60, "get_news", "HTTPStatusError", server.format("503 Service Unavailable")
+        ),
+        *_tool_run("t", 120, "get_weather", "TimeoutError", "request to https://a.io/w timed out"),
+    ]
+    out = fk.failure_modes(frame(*rows)).set_index("trace_id")
+    assert out["category"].to_dict() == {"g": "server_error", "s": "server_error", "t": "timeout"}
+    assert out.loc["g", "mode_id"] != out.loc["t", "mode_id"]
+
+
 def test_large_categories_are_clustered_on_a_seeded_sample(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -223,73 +240,65 @@ def test_trend_compares_the_later_half_with_the_earlier(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module", params=SEEDS)
-def synth_case(request: pytest.FixtureRequest) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(steps, failure modes, true modes as labels) of 1k synthetic runs of one seed."""
+def synth_case(
+    request: pytest.FixtureRequest,
+) -> tuple[fk.TraceStore, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(store, steps, failure modes from the traces alone, true modes as labels) of 1k
+    synthetic runs of one seed; the store also holds the synthetic judge's verdicts."""
     result = synth.sample(SYNTH_RUNS, seed=request.param)
     with tempfile.TemporaryDirectory() as tmp:
         files = result.write(tmp, formats=("jsonl",))
         s = fk.connect()
         s.ingest(files["jsonl"], progress=False)
     st = fk.steps(s)
-    return st, fk.failure_modes(st), synth_mode_labels(result)
+    return s, st, fk.failure_modes(st), synth_mode_labels(result)
 
 
 def test_synth_modes_match_the_true_modes(
-    synth_case: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    synth_case: tuple[fk.TraceStore, pd.DataFrame, pd.DataFrame, pd.DataFrame],
 ) -> None:
-    """ARI >= 0.9 on failures that raised an error; silent ones are told apart by stage only.
-
-    The 504 Gateway Timeout errors that synth calls ``server_error`` match the stage
-    table's ``timeout`` rule first, so that true mode splits in two (ARI ≈ 0.98).
-    """
-    _, modes, truth = synth_case
+    """ARI >= 0.95 on failures that raised an error; from the traces alone, silent ones are
+    told apart by stage only."""
+    _, _, modes, truth = synth_case
     on_steps = truth.loc[truth["span_id"].notna()]
     detectable = compare_to_labels(modes.loc[~modes["silent"]], on_steps, label_name="failure_mode")
     every = compare_to_labels(modes, truth, label_name="failure_mode")
     assert list(detectable.scores.columns) == AGREEMENT_COLUMNS
     assert list(detectable.contingency.columns) == CONTINGENCY_COLUMNS
     d, a = detectable.scores.iloc[0], every.scores.iloc[0]
-    assert d["ari"] >= 0.95 and d["nmi"] >= 0.95
+    assert d["ari"] >= 0.97 and d["nmi"] >= 0.97
     assert d["n_compared"] == len(on_steps)  # every true error event is an event
     assert a["ari"] >= 0.75  # five silent modes in three stage modes, some located wrongly
     assert a["n_compared"] == len(truth)
     assert modes["mode_id"].nunique() <= 15
 
 
-def test_synth_modes_with_judge_comments_tell_silent_modes_apart(
-    synth_case: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+def test_synth_judge_verdicts_tell_silent_modes_apart(
+    synth_case: tuple[fk.TraceStore, pd.DataFrame, pd.DataFrame, pd.DataFrame],
 ) -> None:
-    """Run-level judge comments (written here from the truth, in varied words) describe the
-    silent failures: text clustering then separates the five silent modes."""
-    st, _, truth = synth_case
-    phrases = {
-        "bad_plan": ["the plan skips a step", "plan leaves out the final step"],
-        "wrong_tool": ["called a tool the task never asked for", "picked the wrong tool"],
-        "wrong_argument_value": ["argument value is incorrect", "passed a wrong argument value"],
-        "wrong_answer": ["final reply misstates the outcome", "reply misstates what happened"],
-        "hallucination": ["invented a confirmation code", "confirmation code was invented"],
-    }
-    silent = truth.loc[truth["span_id"].isna()].reset_index(drop=True)
-    rng = np.random.default_rng(0)
-    comments = [
-        phrases[m][i] + f" ({w})"
-        for m, i, w in zip(
-            silent["value"],
-            rng.integers(0, 2, len(silent)),
-            rng.choice(["see run", "checked", "per rubric", "judge"], len(silent)),
-            strict=True,
-        )
-    ]
-    judge = silent.assign(name="judge", comment=comments)
-    modes = fk.failure_modes(st, label_names=("judge",), labels=judge)
+    """With the synthetic judge's verdicts (varied comments, on the run or on the blamed
+    span, missing for some runs), ARI >= 0.9 over every failure event, silent ones included;
+    the modes of errors do not change."""
+    s, _, plain, truth = synth_case
+    st = fk.steps(s, label_names=("judge",))
+    modes = fk.failure_modes(st, label_names=("judge",), labels=s.labels_df())
     every = compare_to_labels(modes, truth, label_name="failure_mode").scores.iloc[0]
-    assert every["ari"] >= 0.9
+    assert every["ari"] >= 0.9 and every["n_compared"] == len(truth)
+    verdicts = s.labels_df().query("name == 'judge'")
+    on_span = verdicts["span_id"].notna()
+    assert st["heuristic"].eq("label:judge").sum() == on_span.sum()
+    assert modes["category"].eq("judged").sum() >= 0.95 * len(verdicts)
+    errors = plain.loc[~plain["silent"], ["span_id", "mode_id"]]
+    pd.testing.assert_frame_equal(
+        modes.loc[~modes["silent"], ["span_id", "mode_id"]].reset_index(drop=True),
+        errors.reset_index(drop=True),
+    )
 
 
 def test_synth_summary_adds_up(
-    synth_case: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    synth_case: tuple[fk.TraceStore, pd.DataFrame, pd.DataFrame, pd.DataFrame],
 ) -> None:
-    st, modes, _ = synth_case
+    _, st, modes, _ = synth_case
     out = fk.failure_mode_summary(st, modes=modes)
     assert list(out.columns) == SUMMARY_COLUMNS
     n_failed = int(st["is_first_failure"].sum())
@@ -309,9 +318,9 @@ def test_synth_summary_adds_up(
 
 
 def test_synth_modes_are_stable_under_resampling(
-    synth_case: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    synth_case: tuple[fk.TraceStore, pd.DataFrame, pd.DataFrame, pd.DataFrame],
 ) -> None:
-    st, _, _ = synth_case
+    _, st, _, _ = synth_case
     out = failure_mode_stability(st, n_resamples=3, seed=1)
     assert list(out.columns) == STABILITY_COLUMNS
     assert (out["ari"] >= 0.95).all()
