@@ -16,6 +16,7 @@ from failkit.design import Calibration, Design, Dist, Stage
 from failkit.errors import FailkitError, FormatError, StoreLockedError
 from failkit.estimate import backtest, round_shares
 from failkit.failures import failure_mode_summary, failure_modes
+from failkit.lake import connect_parquet, export_parquet
 from failkit.reliability import (
     compounding,
     compounding_gap,
@@ -51,9 +52,11 @@ __all__ = [
     "compounding",
     "compounding_gap",
     "connect",
+    "connect_parquet",
     "duplicate_side_effects",
     "enable_offline_charts",
     "explore",
+    "export_parquet",
     "failure_mode_summary",
     "failure_modes",
     "failure_transitions",
