@@ -6,9 +6,12 @@ the steps frame; goal: at most 30 s. The baseline, timed in the same run, templa
 message on its own as a naive log pipeline does: Drain3's ``TemplateMiner`` with failkit's
 masks as its masking instructions, one call per message (on a sample, scaled up).
 
-Truth: adjusted Rand index between the modes and synth's true failure modes, 3 seeds, on the
-events that raised an error, on all events, and on all events with the silent true modes
-merged by stage (what the traces can tell apart); plus bootstrap stability.
+Truth: adjusted Rand index between the modes and synth's true failure modes, 3 seeds. From
+the traces alone: on the events that raised an error, on all events, and on all events with
+the silent true modes merged by stage (what the traces can tell apart). With synth's LLM
+judge verdicts (``label_names=("judge",)``: comments on the run or the blamed span): on the
+errors, on all events, and on the silent failures with and without a verdict. Plus
+bootstrap stability of both.
 
 TRAIL: agreement between the modes of annotated spans and the human error categories, from
 the traces alone and with the annotators' comments as judge text.
@@ -40,6 +43,8 @@ RATE_FACTOR = 3.0
 EVENTS_PER_RUN = 1.2
 """About how many failure events a synthetic run has with every rate tripled."""
 BASELINE_SAMPLE = 20_000
+JUDGE = ("judge",)
+"""Label names of synth's LLM judge verdicts (comments on the run or the blamed span)."""
 
 
 def _load(path: Path, result: synth.SynthResult) -> None:
@@ -118,7 +123,9 @@ def _coarse(truth: pd.DataFrame) -> pd.DataFrame:
 
 
 def truth(n_runs: int) -> bool:
-    """ARI against synth's truth for 3 seeds, and bootstrap stability; True when ARI >= 0.9."""
+    """ARI against synth's truth for 3 seeds, from the traces alone and with the synthetic
+    judge's verdicts, and bootstrap stability; True when ARI >= 0.9 on the events that
+    raised an error and, with the judge, on all events."""
     ok = True
     rows = []
     for seed in (0, 1, 2):
@@ -128,39 +135,52 @@ def truth(n_runs: int) -> bool:
         _load(path, result)
         with fk.connect(path, read_only=True) as store:
             st = fk.steps(store)
+            st_judged = fk.steps(store, label_names=JUDGE)
+            labels = store.labels_df()
         t0 = time.perf_counter()
         modes = fk.failure_modes(st)
         seconds = time.perf_counter() - t0
-        labels = synth_mode_labels(result)
-        on_steps = labels.loc[labels["span_id"].notna()]
-        scores = {
-            "detectable": compare_to_labels(
-                modes.loc[~modes["silent"]], on_steps, label_name="failure_mode"
-            ),
-            "all": compare_to_labels(modes, labels, label_name="failure_mode"),
-            "all, silent by stage": compare_to_labels(
-                modes, _coarse(labels), label_name="failure_mode"
-            ),
+        t0 = time.perf_counter()
+        judged = fk.failure_modes(st_judged, label_names=JUDGE, labels=labels)
+        seconds_judged = time.perf_counter() - t0
+        truth_labels = synth_mode_labels(result)
+        on_steps = truth_labels.loc[truth_labels["span_id"].notna()]
+        silent = truth_labels.loc[truth_labels["span_id"].isna()]
+        verdict = silent["trace_id"].isin(labels.loc[labels["name"] == "judge", "trace_id"])
+        cases = {
+            "errors, traces alone": (modes.loc[~modes["silent"]], on_steps, seconds),
+            "all, traces alone": (modes, truth_labels, seconds),
+            "all, silent by stage": (modes, _coarse(truth_labels), seconds),
+            "errors, with judge": (judged.loc[~judged["silent"]], on_steps, seconds_judged),
+            "all, with judge": (judged, truth_labels, seconds_judged),
+            "silent with a verdict": (judged, silent.loc[verdict], seconds_judged),
+            "silent without one": (judged, silent.loc[~verdict], seconds_judged),
         }
-        for name, agreement in scores.items():
-            s = agreement.scores.iloc[0]
+        for name, (found, true, took) in cases.items():
+            s = compare_to_labels(found, true, label_name="failure_mode").scores.iloc[0]
             rows.append([seed, name, s["n_compared"], s["n_categories"], s["n_modes"],
-                         s["ari"], s["nmi"], seconds])  # fmt: skip
-        ok &= scores["detectable"].scores["ari"].iloc[0] >= 0.9
+                         s["ari"], s["nmi"], took])  # fmt: skip
         if seed == 0:
             stability = failure_mode_stability(st, n_resamples=5, seed=0)
-            table = scores["all"].contingency
+            stability_judged = failure_mode_stability(
+                st_judged, n_resamples=5, seed=0, label_names=JUDGE, labels=labels
+            )
+            table = compare_to_labels(judged, truth_labels, label_name="failure_mode").contingency
         path.unlink(missing_ok=True)
     out = pd.DataFrame(
         rows,
         columns=["seed", "events", "n", "n_categories", "n_modes", "ari", "nmi", "seconds"],
     )
+    for name in ("errors, traces alone", "all, with judge"):
+        ok &= bool((out.loc[out["events"] == name, "ari"] >= 0.9).all())
     print(f"ARI against synth's true modes, {n_runs:,} runs per seed")
     print(out.round(4).to_string(index=False))
-    print("\nbootstrap stability (seed 0, 5 resamples of the runs):")
+    print("\nbootstrap stability (seed 0, 5 resamples of the runs), traces alone:")
     print(stability.round(4).to_string(index=False))
-    print("\ncontingency (seed 0, all events; true mode x found mode, largest first):")
-    print(table.head(25).to_string(index=False))
+    print("with the judge's verdicts:")
+    print(stability_judged.round(4).to_string(index=False))
+    print("\ncontingency (seed 0, all events, with judge; true mode x found mode, largest first):")
+    print(table.head(30).to_string(index=False))
     return ok
 
 
