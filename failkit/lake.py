@@ -14,8 +14,8 @@ files also hold the partition columns, so a reader that ignores the directory na
 gets every column.
 The small tables are one file each. :func:`export_parquet` writes a lake from a store;
 :func:`connect_parquet` opens one as a read-only :class:`~failkit.store.TraceStore` whose
-tables are DuckDB views over the files (nothing is copied), so every failkit analysis runs
-on it unchanged. :mod:`failkit.spark` writes the same layout from Spark.
+``spans`` and ``traces`` are DuckDB views over the files (nothing is copied), so every
+failkit analysis runs on it unchanged.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def export_parquet(store: TraceStore, directory: PathArg, *, overwrite: bool = F
                 options = "FORMAT parquet, PARTITION_BY (source, day), WRITE_PARTITION_COLUMNS true"
                 target = root / table
             else:
-                query, options = f"SELECT {cols} FROM {table}", "FORMAT parquet"
+                query, options = f"SELECT {cols} FROM {table} ORDER BY rowid", "FORMAT parquet"
                 (root / table).mkdir()
                 target = root / table / "data_0.parquet"
             con.execute(f"COPY ({query}) TO '{_quote(target)}' ({options})")
@@ -116,7 +116,7 @@ def read_manifest(directory: PathArg) -> dict:
     if not path.is_file():
         raise FailkitError(
             f"{root} is not a failkit lake (no {MANIFEST}): write one with "
-            "store.export_parquet(dir) or failkit.spark.ingest_to_lake(...)"
+            "store.export_parquet(dir)"
         )
     manifest = json.loads(path.read_text())
     if manifest.get("schema_version", 0) > SCHEMA_VERSION:
@@ -134,14 +134,15 @@ def write_manifest(directory: PathArg, rows: dict[str, int]) -> None:
 
 
 def connect_parquet(directory: PathArg) -> TraceStore:
-    """Open a lake as a read-only store: its tables are views over the Parquet files.
+    """Open a lake as a read-only store: ``spans`` and ``traces`` are views over the Parquet
+    files (nothing is copied); ``labels``, ``ingests`` and ``quarantine`` are loaded.
 
     Every failkit analysis (``fk.steps``, ``fk.failure_modes``, ``fk.Design.from_store``, …)
     runs on it unchanged. DuckDB reads the files in place; filters on ``source`` or
     ``start_time`` skip files by their Parquet statistics.
 
     Args:
-        directory: a lake written by :func:`export_parquet` or :mod:`failkit.spark`.
+        directory: a lake written by :func:`export_parquet`.
 
     Raises:
         FailkitError: ``directory`` is not a lake.
@@ -152,13 +153,15 @@ def connect_parquet(directory: PathArg) -> TraceStore:
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     for table, columns in TABLES.items():
-        if manifest["rows"].get(table, 0):
-            cols = ", ".join(f'CAST("{c.name}" AS {c.sql_type}) AS "{c.name}"' for c in columns)
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT {cols} FROM read_parquet("
-                f"'{_quote(Path(_files(root, table)))}', hive_partitioning = false)"
-            )
-        else:
+        if not manifest["rows"].get(table, 0):
             con.execute(create_table_sql(table, columns))
+            continue
+        cols = ", ".join(f'CAST("{c.name}" AS {c.sql_type}) AS "{c.name}"' for c in columns)
+        # the big tables are views; the small ones are loaded, keeping their rowid order
+        kind = "VIEW" if table in PARTITIONED else "TABLE"
+        con.execute(
+            f"CREATE {kind} {table} AS SELECT {cols} FROM read_parquet("
+            f"'{_quote(Path(_files(root, table)))}', hive_partitioning = false)"
+        )
     con.execute("CREATE TABLE schema_version AS SELECT ? AS version", [SCHEMA_VERSION])
     return TraceStore(con, str(root), read_only=True)

@@ -120,8 +120,7 @@ class SparkBackend:
 
     Args:
         spark: a SparkSession (session time zone UTC; executors with failkit installed).
-        lake: a lake directory or URL Spark can read (``store.export_parquet`` or
-            :func:`failkit.spark.ingest_to_lake` wrote it).
+        lake: a lake directory or URL Spark can read (``store.export_parquet`` wrote it).
         manifest: the lake's row counts per table; read from ``lake`` when it is a local
             directory, required otherwise.
     """
