@@ -27,7 +27,7 @@ import pandas as pd
 
 import failkit as fk
 from failkit import synth
-from failkit.estimate import stage_names
+from failkit.estimate import fit_tool_slope, stage_names
 from failkit.schema import Outcome
 from failkit.synth.catalog import MODES
 from failkit.synth.engine import NO_MODE, ROLE_CALL, ROLE_FINAL, ROLE_PLAN
@@ -35,6 +35,12 @@ from failkit.synth.engine import NO_MODE, ROLE_CALL, ROLE_FINAL, ROLE_PLAN
 BASE = synth.AgentDesign(name="A")
 ROUTING_THRESHOLD = 0.5
 ROUTING_SECONDS, ROUTING_USD = 60.0, 0.5
+TOOL_SIZES = (24, 32)
+"""Toolset sizes of the extra runs the tool curve is fitted from, next to A's 16 (the lever
+asks for 8: an extrapolation)."""
+TOOL_ARM_TASKS = 4000
+"""Tasks (of ``trials`` runs) behind each extra toolset size: a slope per doubling is a small
+difference of failure rates, and tasks of different difficulty make them noisy."""
 TASK_SPREAD = 0.0
 """The estimate's task spread here: fitting it to pass^k (``"fit"``) double counts difficulty
 that the per-round rates already carry and makes every lever's prediction worse."""
@@ -115,8 +121,13 @@ def _routing(d: fk.Design) -> fk.Design:
 _LLM_STAGES = ["planning", "tool_selection", "parameter_extraction", "response_synthesis"]
 
 
-def levers(world: synth.World) -> dict[str, tuple[synth.AgentDesign | None, Callable]]:
-    """Per lever: the synth design B (None: routing, derived from A) and the design lever."""
+def levers(
+    world: synth.World, tool_slope: float | None = None
+) -> dict[str, tuple[synth.AgentDesign | None, Callable]]:
+    """Per lever: the synth design B (None: routing, derived from A) and the design lever.
+
+    ``tool_slope``: the fitted tool curve (:attr:`Baseline.tool_slope`).
+    """
     every = list(synth.STAGES)
     return {
         "no retries": (
@@ -136,7 +147,10 @@ def levers(world: synth.World) -> dict[str, tuple[synth.AgentDesign | None, Call
             _checkpoint(world),
         ),
         f"routing <{ROUTING_THRESHOLD:g}": (None, _routing),
-        "8 tools": (BASE.model_copy(update={"n_tools": 8}), lambda d: d.with_tools(8)),
+        "8 tools": (
+            BASE.model_copy(update={"n_tools": 8}),
+            lambda d: d.with_tools(8, slope=tool_slope),
+        ),
         "structured outputs": (
             BASE.model_copy(update={"structured_outputs": True}),
             lambda d: _each(d, every, lambda x, n: x.with_structured_outputs(n)),
@@ -198,29 +212,53 @@ def compare(
 
 @dataclass(frozen=True)
 class Baseline:
-    """Runs of design A and what was estimated from them."""
+    """Runs of design A, what was estimated from them, and the tool curve fitted with them."""
 
     result: synth.SynthResult
     design: fk.Design
+    tool_slope: float
 
 
-def estimate_a(world: synth.World, *, task_spread: float | str = TASK_SPREAD) -> Baseline:
-    """Generate A, load its JSONL into a store and estimate its design."""
-    result = synth.generate(world, BASE)
+def _estimate(result: synth.SynthResult, name: str, task_spread: float | str) -> fk.Design:
+    """Load a synth result's JSONL into a store and estimate its design."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = result.write(tmp, formats=("jsonl",))
         store = fk.connect()
         store.ingest(paths["jsonl"], progress=False)
-    design = fk.Design.from_store(store, name="A", task_spread=task_spread)
-    return Baseline(result, design)
+    return fk.Design.from_store(store, name=name, task_spread=task_spread)
 
 
-def table(world: synth.World, names: list[str] | None = None) -> pd.DataFrame:
-    """The lever table for ``world`` (all levers, or ``names``)."""
-    base = estimate_a(world)
+def estimate_a(world: synth.World, *, task_spread: float | str = TASK_SPREAD) -> Baseline:
+    """Generate A and estimate its design; fit the tool curve from A and :data:`TOOL_SIZES`.
+
+    The runs at the other toolset sizes see other tasks of the same population (world seed
+    ``seed + size``), as an A/B arm would.
+    """
+    result = synth.generate(world, BASE)
+    design = _estimate(result, "A", task_spread)
+    others = [
+        _estimate(
+            synth.generate(
+                world.model_copy(update={"seed": world.seed + n, "n_tasks": TOOL_ARM_TASKS}),
+                BASE.model_copy(update={"n_tools": n, "name": f"A{n}"}),
+            ),
+            f"A{n}",
+            task_spread,
+        )
+        for n in TOOL_SIZES
+    ]
+    return Baseline(result, design, fit_tool_slope([design, *others], at=BASE.n_tools))
+
+
+def table(
+    world: synth.World, names: list[str] | None = None, *, base: Baseline | None = None
+) -> pd.DataFrame:
+    """The lever table for ``world`` (all levers, or ``names``; ``base``: A, estimated here
+    when not given)."""
+    base = base or estimate_a(world)
     real_a = Observed.of(base.result.truth)
     rows = []
-    for lever, (b, change) in levers(world).items():
+    for lever, (b, change) in levers(world, base.tool_slope).items():
         if names is not None and lever not in names:
             continue
         truth_b = routed_truth(base.result) if b is None else synth.generate(world, b).truth
@@ -235,9 +273,12 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     world = synth.World(n_tasks=args.runs // 5, trials=5, seed=args.seed)
-    out = table(world)
+    base = estimate_a(world)
+    out = table(world, base=base)
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
         print(f"{world.n_runs} runs per design, world seed {args.seed}")
+        sizes = "/".join(str(n) for n in (BASE.n_tools, *TOOL_SIZES))
+        print(f"tool curve fitted at {sizes} tools: {base.tool_slope:+.3f} per doubling at 16")
         print(out.to_string(index=False))
     return 1 if args.check and not out["meets_bar"].all() else 0
 

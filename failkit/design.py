@@ -73,11 +73,30 @@ def tool_error_curve(n_tools: float, *, gamma: float = DEFAULT_TOOL_GAMMA) -> fl
     size of what function-calling benchmarks and practitioners report (selection accuracy falls as
     tools are added, e.g. the Berkeley Function Calling Leaderboard's multi-tool categories and
     "Less is More" (Paramanayakam et al., 2024), where pruning the toolset raised success).
-    Fit ``gamma`` from your own runs when they span several toolset sizes.
+    It scales *all* of a stage's failures, also those that do not depend on the toolset. When
+    runs span several toolset sizes, fit the curve instead
+    (:func:`failkit.estimate.fit_tool_slope`, :attr:`Stage.tool_slope`).
     """
     if n_tools < 1:
         raise FailkitError(f"n_tools must be at least 1, got {n_tools}")
     return 1.0 + gamma * math.log2(n_tools)
+
+
+def tool_error_ratio(n_tools: float, n_measured: float, *, slope: float | None = None) -> float:
+    """Factor on a tool-selection failure rate measured with ``n_measured`` tools, at ``n_tools``.
+
+    With a fitted ``slope`` (the failure rate's relative change per doubling of the toolset at
+    ``n_measured``, see :func:`failkit.estimate.fit_tool_slope`):
+    ``max(0, 1 + slope * log2(n_tools / n_measured))`` — a failure rate linear in the logarithm
+    of the toolset size, with an intercept that keeps the failures the toolset does not cause.
+    Without: the default curve's ratio ``tool_error_curve(n_tools) /
+    tool_error_curve(n_measured)``.
+    """
+    if slope is None:
+        return tool_error_curve(n_tools) / tool_error_curve(n_measured)
+    if n_tools < 1 or n_measured < 1:
+        raise FailkitError(f"toolset sizes must be at least 1, got {n_tools}, {n_measured}")
+    return max(0.0, 1.0 + slope * math.log2(n_tools / n_measured))
 
 
 class Dist(BaseModel):
@@ -264,8 +283,9 @@ class Stage(BaseModel):
         parse_failure_share, structured_outputs: share of failures that are parse/format
             errors, and whether structured outputs remove them.
         error_multiplier: failure-rate factor of another model (``with_model``).
-        n_tools, n_tools_measured, tool_gamma: toolset size now and when ``p_success`` was
-            measured, and the slope of :func:`tool_error_curve`.
+        n_tools, n_tools_measured, tool_slope: toolset size now and when ``p_success`` was
+            measured, and the fitted relative slope of the failure rate per doubling of the
+            toolset (``None``: the default curve; see :func:`tool_error_ratio`).
         presence: share of the runs at this stage that really run it. An estimated design's
             tool-round stages hold the runs that skip the round as zero-cost successes (see
             :mod:`failkit.estimate`); its rates and laws already include them, so only human
@@ -296,7 +316,7 @@ class Stage(BaseModel):
     error_multiplier: _NonNeg = 1.0
     n_tools: int | None = Field(default=None, ge=1)
     n_tools_measured: int | None = Field(default=None, ge=1)
-    tool_gamma: _NonNeg = DEFAULT_TOOL_GAMMA
+    tool_slope: float | None = None
     presence: _Prob = 1.0
 
     @model_validator(mode="before")
@@ -322,16 +342,14 @@ class Stage(BaseModel):
     def failure_multiplier(self) -> float:
         """Factor on the measured failure rate: model, toolset size, structured outputs.
 
-        ``error_multiplier`` (``with_model``), ``tool_error_curve(n_tools) /
-        tool_error_curve(n_tools_measured)`` (``with_tools``), and ``1 - parse_failure_share``
+        ``error_multiplier`` (``with_model``), :func:`tool_error_ratio` from
+        ``n_tools_measured`` to ``n_tools`` (``with_tools``), and ``1 - parse_failure_share``
         when ``structured_outputs`` is on (the remaining failures keep their mix of
         detectable / transient).
         """
         factor = self.error_multiplier
         if self.n_tools is not None and self.n_tools_measured is not None:
-            factor *= tool_error_curve(self.n_tools, gamma=self.tool_gamma) / tool_error_curve(
-                self.n_tools_measured, gamma=self.tool_gamma
-            )
+            factor *= tool_error_ratio(self.n_tools, self.n_tools_measured, slope=self.tool_slope)
         if self.structured_outputs:
             factor *= 1.0 - self.parse_failure_share
         return factor
@@ -477,10 +495,12 @@ class Design(BaseModel):
         label = f"routing(<{threshold:g})"
         return _replace(self, stages=tuple(new_stages), name=f"{self.name} + {label}")
 
-    def with_tools(self, n: int, *, stage: str | None = None) -> Design:
+    def with_tools(self, n: int, *, stage: str | None = None, slope: float | None = None) -> Design:
         """Give the tool-selection stages (those with ``n_tools``) a toolset of ``n`` tools.
 
-        Their failure rate follows :func:`tool_error_curve` relative to the measured size.
+        Their failure rate follows :func:`tool_error_ratio` from the measured size: with
+        ``slope`` (fitted, :func:`failkit.estimate.fit_tool_slope`) when given, else the stage's
+        own :attr:`Stage.tool_slope`, else the default curve.
 
         Raises:
             FailkitError: no stage has ``n_tools`` set (or ``stage`` is unknown).
@@ -492,7 +512,8 @@ class Design(BaseModel):
             )
         design = self
         for name in targets:
-            design = design.with_stage(name, n_tools=n)
+            changes = {"n_tools": n} if slope is None else {"n_tools": n, "tool_slope": slope}
+            design = design.with_stage(name, **changes)
         return _replace(design, name=f"{self.name} + tools({n})")
 
     def with_structured_outputs(self, stage: str) -> Design:

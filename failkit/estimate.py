@@ -531,6 +531,45 @@ def _pooled(occ: pd.DataFrame, w: pd.DataFrame, silent: pd.Series) -> dict[str, 
     return out
 
 
+def fit_tool_slope(
+    designs: Sequence[Design], *, at: int | None = None, stage: str = ROUND_STAGES[0]
+) -> float:
+    """Relative change of the tool-selection failure rate per doubling of the toolset.
+
+    ``designs`` are estimated from runs with different toolset sizes (one store per release or
+    A/B arm; a run's traces do not say how many tools its agent was given). Each gives its
+    ``stage`` failures per run, summed over the tool rounds (counts from the stages' Beta
+    posteriors when they have them), at its ``n_tools``; the rate is fitted as
+    ``b0 + b1 * log2(n_tools)`` by weighted least squares (Poisson variances). The intercept
+    keeps the failures the toolset does not cause (silent argument mistakes that are attributed
+    to tool selection, misspelt names), which a curve through the origin would scale too.
+    Returns ``b1 / (b0 + b1 * log2(at))``, the slope :func:`failkit.design.tool_error_ratio`
+    takes (``at``: the first design's size).
+
+    Raises:
+        FailkitError: fewer than two toolset sizes, or a design without ``n_tools`` on ``stage``.
+    """
+    x, f, w = [], [], []
+    for d in designs:
+        first = d.stage(stage)
+        if first.n_tools is None:
+            raise FailkitError(f"design {d.name!r}: stage {stage!r} has no n_tools")
+        fails, runs = 0.0, None
+        for s in (d.stage(n) for n in stage_names(d, stage)):
+            n = s.alpha + s.beta - 1.0 if s.alpha is not None and s.beta is not None else 1.0
+            fails += (1.0 - s.p_effective) * n
+            runs = n if runs is None else runs
+        assert runs is not None  # the design has ``stage``
+        x.append(math.log2(first.n_tools))
+        f.append(fails / runs)
+        w.append(runs / max(fails / runs, 1e-6))
+    if len(set(x)) < 2:
+        raise FailkitError("fitting the tool curve needs designs at two toolset sizes at least")
+    b0, b1 = np.polynomial.polynomial.polyfit(x, f, 1, w=np.sqrt(w))
+    ref = math.log2(at) if at is not None else x[0]
+    return float(b1 / (b0 + b1 * ref))
+
+
 _CONFIDENCE_SQL = "SELECT trace_id, span_id, confidence FROM spans WHERE confidence IS NOT NULL"
 
 

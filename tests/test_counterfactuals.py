@@ -29,9 +29,6 @@ KNOWN_MISSES = {
     "belong to harder tasks, which fail elsewhere too)",
     "checkpoint every call": "synth redoes a caught call and reviews it again; a Design's "
     "checkpoint fixes it at once (cost and latency -9 %, success -1.4 points at 20k runs)",
-    "8 tools": "Stage's tool curve 1 + g*log2(n) cannot express synth's 1 + log2(n/8) (zero "
-    "error at 4 tools): going from 16 to 8 tools cuts tool-selection error by 17 % with "
-    "the default g = 0.5 against 50 % in synth (uplift -57 % at 20k runs)",
 }
 
 
@@ -60,7 +57,7 @@ def _se(x: pd.Series) -> float:
     ],
 )
 def test_lever_predicts_the_real_design(baseline: cf.Baseline, lever: str) -> None:
-    b, change = cf.levers(WORLD)[lever]
+    b, change = cf.levers(WORLD, baseline.tool_slope)[lever]
     truth_b = cf.routed_truth(baseline.result) if b is None else synth.generate(WORLD, b).truth
     real_a = cf.Observed.of(baseline.result.truth)
     row = cf.compare(lever, baseline.design, change, real_a, cf.Observed.of(truth_b))

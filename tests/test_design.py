@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from scipy import stats
 
 import failkit as fk
-from failkit.design import Calibration, Checkpoint, Dist, tool_error_curve
+from failkit.design import Calibration, Checkpoint, Dist, tool_error_curve, tool_error_ratio
 
 
 def stage(name: str, **kw: object) -> fk.Stage:
@@ -125,6 +125,19 @@ def test_with_tools_follows_the_curve(design: fk.Design) -> None:
         design.remove_stage("tool_selection").with_tools(4)
     with pytest.raises(fk.FailkitError, match="at least 1"):
         tool_error_curve(0)
+
+
+def test_with_tools_follows_a_fitted_slope(design: fk.Design) -> None:
+    assert tool_error_ratio(8, 16, slope=0.5) == pytest.approx(0.5)
+    assert tool_error_ratio(64, 16, slope=0.25) == pytest.approx(1.5)
+    assert tool_error_ratio(2, 16, slope=0.5) == 0.0  # a failure rate is never negative
+    assert tool_error_ratio(4, 16) == pytest.approx(tool_error_curve(4) / tool_error_curve(16))
+    d = design.with_tools(8, slope=0.5)
+    assert d.stage("tool_selection").tool_slope == 0.5
+    assert d.stage("tool_selection").p_effective == pytest.approx(1 - 0.1 * 0.5)
+    assert d.with_tools(32).stage("tool_selection").p_effective == pytest.approx(1 - 0.1 * 1.5)
+    with pytest.raises(fk.FailkitError, match="at least 1"):
+        tool_error_ratio(0, 16, slope=0.5)
 
 
 def test_confidence_routing_uses_the_calibration(design: fk.Design) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 
 import numpy as np
@@ -10,7 +11,13 @@ import pytest
 
 import failkit as fk
 from failkit import synth
-from failkit.estimate import BACKTEST_COLUMNS, OVERHEAD, round_of, stage_names
+from failkit.estimate import (
+    BACKTEST_COLUMNS,
+    OVERHEAD,
+    fit_tool_slope,
+    round_of,
+    stage_names,
+)
 from failkit.synth.engine import NO_MODE, ROLE_CALL, ROLE_FINAL, ROLE_PLAN
 
 
@@ -101,6 +108,27 @@ def test_calibration_is_the_confidence_of_right_and_wrong_outputs(
     assert cal is not None and cal.ok_cdf is not None
     assert cal.p_flag_given_ok(0.5) == pytest.approx((conf[llm & right] < 0.5).mean(), abs=0.01)
     assert cal.p_flag_given_fail(0.5) == pytest.approx((conf[llm & ~right] < 0.5).mean(), abs=0.08)
+
+
+def test_fit_tool_slope_recovers_a_line_in_log_size() -> None:
+    def at(n: int) -> fk.Design:
+        fails = 1000 * (0.02 + 0.01 * math.log2(n))  # failures of 1000 runs at risk
+        s = fk.Stage(
+            name="tool_selection",
+            p_success=1 - fails / 1000,
+            alpha=1000 - fails + 0.5,
+            beta=fails + 0.5,
+            n_tools=n,
+        )
+        return fk.Design(name=f"n{n}", stages=[s])
+
+    designs = [at(16), at(8), at(32)]
+    assert fit_tool_slope(designs) == pytest.approx(0.01 / (0.02 + 0.04), rel=1e-9)
+    assert fit_tool_slope(designs, at=8) == pytest.approx(0.01 / (0.02 + 0.03), rel=1e-9)
+    with pytest.raises(fk.FailkitError, match="two toolset sizes"):
+        fit_tool_slope([at(16), at(16)])
+    with pytest.raises(fk.FailkitError, match="no n_tools"):
+        fit_tool_slope([fk.Design(stages=[fk.Stage(name="tool_selection", p_success=0.9)])])
 
 
 def test_no_working_steps_is_an_error() -> None:
