@@ -9,13 +9,13 @@ Layout of a lake directory::
 
 ``spans`` and ``traces`` are partitioned by the format they came from and the UTC day they
 started (``__HIVE_DEFAULT_PARTITION__`` for none), so engines that prune by directory
-(DuckDB's ``hive_partitioning``, Spark, Trino, Athena) read only the days asked for. The
-files also hold the partition columns, so a reader that ignores the directory names still
-gets every column.
-The small tables are one file each. :func:`export_parquet` writes a lake from a store;
-:func:`connect_parquet` opens one as a read-only :class:`~failkit.store.TraceStore` whose
-``spans`` and ``traces`` are DuckDB views over the files (nothing is copied), so every
-failkit analysis runs on it unchanged.
+(DuckDB's ``hive_partitioning``, Spark, Trino, Athena) read only the days asked for. Files
+written by :func:`export_parquet` also hold the partition columns (a reader that ignores the
+directory names still gets every column); files written by Spark
+(:func:`failkit.spark.ingest_to_lake`) do not. The small tables are one file each.
+:func:`export_parquet` writes a lake from a store; :func:`connect_parquet` opens one as a
+read-only :class:`~failkit.store.TraceStore` whose ``spans`` and ``traces`` are DuckDB views
+over the files (nothing is copied), so every failkit analysis runs on it unchanged.
 """
 
 from __future__ import annotations
@@ -63,16 +63,7 @@ def export_parquet(store: TraceStore, directory: PathArg, *, overwrite: bool = F
         FailkitError: ``directory`` is not empty and ``overwrite`` is false, or it holds
             something that is not a lake.
     """
-    root = Path(directory).expanduser()
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise FailkitError(
-                f"{root} is not empty: pick another directory or pass overwrite=True"
-            )
-        if not (root / MANIFEST).exists():
-            raise FailkitError(f"{root} is not a failkit lake (no {MANIFEST}); not overwriting it")
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root = prepare_directory(directory, overwrite=overwrite)
     con = store.con.cursor()
     try:
         counts = {}
@@ -97,6 +88,26 @@ def export_parquet(store: TraceStore, directory: PathArg, *, overwrite: bool = F
         con.close()
     manifest = {"schema_version": SCHEMA_VERSION, "rows": counts}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return root
+
+
+def prepare_directory(directory: PathArg, *, overwrite: bool) -> Path:
+    """An empty directory for a lake: created, or an old lake removed when ``overwrite``.
+
+    Raises:
+        FailkitError: ``directory`` is not empty and ``overwrite`` is false, or it holds
+            something that is not a lake.
+    """
+    root = Path(directory).expanduser()
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise FailkitError(
+                f"{root} is not empty: pick another directory or pass overwrite=True"
+            )
+        if not (root / MANIFEST).exists():
+            raise FailkitError(f"{root} is not a failkit lake (no {MANIFEST}); not overwriting it")
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
     return root
 
 
@@ -159,9 +170,14 @@ def connect_parquet(directory: PathArg) -> TraceStore:
         cols = ", ".join(f'CAST("{c.name}" AS {c.sql_type}) AS "{c.name}"' for c in columns)
         # the big tables are views; the small ones are loaded, keeping their rowid order
         kind = "VIEW" if table in PARTITIONED else "TABLE"
+        # Spark leaves the partition columns out of the files: read them from the directories
+        hive = ", hive_partitioning = false"
+        if table in PARTITIONED:
+            hive = ", hive_partitioning = true, hive_types = {'source': VARCHAR, 'day': DATE}"
         con.execute(
             f"CREATE {kind} {table} AS SELECT {cols} FROM read_parquet("
-            f"'{_quote(Path(_files(root, table)))}', hive_partitioning = false)"
+            f"'{_quote(Path(_files(root, table)))}'{hive})"
         )
+
     con.execute("CREATE TABLE schema_version AS SELECT ? AS version", [SCHEMA_VERSION])
     return TraceStore(con, str(root), read_only=True)

@@ -36,7 +36,7 @@ from failkit.design import Design
 from failkit.errors import FailkitError
 from failkit.estimate import estimate_design
 from failkit.failures import failure_mode_summary, failure_modes
-from failkit.lake import read_manifest
+from failkit.lake import PARTITIONED, read_manifest
 from failkit.reliability import STAGE_RELIABILITY_COLUMNS, stage_reliability
 from failkit.schema import SPAN_COLUMNS, TABLES
 from failkit.spark.frames import (
@@ -144,8 +144,11 @@ class SparkBackend:
         types = TABLE_TYPES[name]
         if not self.manifest["rows"].get(name, 0):
             return self.spark.createDataFrame([], ddl(types))
-        frame = self.spark.read.option("recursiveFileLookup", "true").parquet(f"{self.lake}/{name}")
-        return frame.select(*types)
+        path = f"{self.lake}/{name}"
+        reader = self.spark.read
+        if name in PARTITIONED:  # the partition columns come from the directory names
+            reader = reader.schema(ddl({**types, "day": "DATE"})).option("basePath", path)
+        return reader.parquet(path).select(*types)
 
     def steps(
         self,

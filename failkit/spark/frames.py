@@ -22,6 +22,8 @@ _SPARK = {
     "BIGINT": "bigint",
     "UBIGINT": "bigint",
     "BOOLEAN": "boolean",
+    "DATE": "date",
+    "INTEGER": "int",
 }
 _ARROW = {
     "VARCHAR": pa.string(),
@@ -31,6 +33,8 @@ _ARROW = {
     "BIGINT": pa.int64(),
     "UBIGINT": pa.int64(),
     "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "INTEGER": pa.int32(),
 }
 _SPAN_TYPES = {c.name: c.sql_type for c in SPAN_COLUMNS}
 _STEP_ONLY = {
