@@ -48,10 +48,12 @@ in :mod:`failkit.design`. Two methods, which agree within Monte Carlo's standard
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -82,6 +84,7 @@ _SPREAD_POINTS = 8  # on the SLO lattice, laws with this many values are split, 
 _QUANTILE_RESOLUTION = 2000  # lattice width <= mean / this
 _MAX_LATTICE = 1 << 12
 _CHUNK_ELEMENTS = 1 << 22  # complex values per chunk of posterior draws
+_SLO_CACHE_BYTES = 64 << 20  # SLO-lattice states kept for interactive calls (_LatticeStates)
 
 # Spread of task difficulty in the MC engine and the exact one: trapezoid grids on z.
 _Z_FINE = (7.0, 0.25, 0.5)  # half-width, max step, step * task_spread
@@ -188,6 +191,7 @@ def simulate(
     ks: Iterable[int] = range(1, 9),
     ci_draws: int = 100,
     level: float = 0.95,
+    interactive: bool = False,
 ) -> pd.DataFrame:
     """Reliability, cost and latency of each design, exactly or by Monte Carlo.
 
@@ -203,6 +207,9 @@ def simulate(
         ci_draws: posterior draws behind the exact intervals (0 for none; only used when a
             stage has ``alpha`` / ``beta``).
         level: interval coverage.
+        interactive: for what-if widgets (``exact`` only): the SLO lattice in single precision
+            (``slo_attainment`` within 1e-5 of the default), reusing the lattice work of
+            earlier interactive calls on stages that did not change.
 
     Returns:
         Long frame, one row per design and metric (order of :func:`metric_names`): ``design``,
@@ -241,7 +248,10 @@ def simulate(
     rows: list[tuple[float, float, float]] = []
     for design in items:
         if method == "exact":
-            res = _exact(design, slo=slo, ks=ks, ci_draws=ci_draws, level=level, seed=seed)
+            res = _exact(
+                design, slo=slo, ks=ks, ci_draws=ci_draws, level=level, seed=seed,
+                interactive=interactive,
+            )  # fmt: skip
         else:
             res = _monte_carlo(design, n=n, seed=seed, slo=slo, ks=ks, level=level)
         res["slo_met"] = (float(res["slo_attainment"][0] >= slo.target), np.nan, np.nan)
@@ -713,52 +723,182 @@ def _split_step(law: np.ndarray, step: float) -> np.ndarray:
     return out
 
 
+class _LatticeStates:
+    """SLO-lattice laws of interactive calls, kept across calls (least recently used out).
+
+    A value is the in-box latency-cost law of a run of stages (with the mass of runs already
+    counted, for SLOs that do not require success); its key digests the lattice, the SLO's
+    conditions and each stage's laws and path weights, in order. A what-if change to one stage
+    leaves the laws of the stage runs without it valid.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.nbytes = max_bytes, 0
+        self.laws: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def get(self, key: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+        hit = self.laws.get(key)
+        if hit is not None:
+            self.laws.move_to_end(key)
+        return hit
+
+    def put(self, key: bytes, law: np.ndarray, done: np.ndarray) -> None:
+        self.laws[key] = (law, done)
+        self.nbytes += law.nbytes + done.nbytes
+        while self.nbytes > self.max_bytes and len(self.laws) > 1:
+            old, old_done = self.laws.popitem(last=False)[1]
+            self.nbytes -= old.nbytes + old_done.nbytes
+
+
+_INTERACTIVE_LAWS = _LatticeStates(_SLO_CACHE_BYTES)
+
+
+def _digest(*parts: bytes | str | np.ndarray | None) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(repr(part.shape).encode())
+            part = np.ascontiguousarray(part).tobytes()
+        h.update(b"\x00" if part is None else part.encode() if isinstance(part, str) else part)
+    return h.digest()
+
+
 def _slo_attainment(
-    design: Design, outcomes: list[_Outcomes], w: np.ndarray, slo: SLO
+    design: Design, outcomes: list[_Outcomes], w: np.ndarray, slo: SLO, *, interactive: bool
 ) -> np.ndarray:
-    """P(run meets the SLO) per draw on the joint latency-cost lattice: (draws,)."""
+    """P(run meets the SLO) per draw on the joint latency-cost lattice: (draws,).
+
+    Stage after stage, the in-box state is convolved with the stage's attempt laws by FFT: the
+    cost axis by real transforms of the ``n_lat`` rows that hold mass (not the zero padding),
+    the latency axis by complex ones; the mixture over attempts is one matrix product.
+
+    ``interactive`` works in single precision and keeps laws across calls
+    (:class:`_LatticeStates`). When the SLO requires success, the stages' laws are combined
+    as a balanced tree (mass only moves out of the box, so the in-box mass of the whole
+    convolution does not depend on how it is grouped): a change to one stage recomputes its
+    leaf and the ``log2(stages)`` combinations above it. Otherwise the states after each
+    stage are kept, and a change recomputes from the changed stage on.
+    """
     both = slo.max_seconds is not None and slo.max_cost_usd is not None
     bounds = _SLO_BINS_2D if both else _SLO_BINS_1D
     lat_axis = _slo_lattice(design, "latency", slo.max_seconds, bounds)
     cost_axis = _slo_lattice(design, "cost", slo.max_cost_usd, bounds)
     n_lat, n_cost = lat_axis.bins + 1, cost_axis.bins + 1
     shape = (fft.next_fast_len(2 * n_lat - 1), fft.next_fast_len(2 * n_cost - 1, real=True))
+    real, cplx = (np.float32, np.complex64) if interactive else (np.float64, np.complex128)
 
-    def outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return fft.fft(a, shape[0])[:, :, None] * fft.rfft(b, shape[1])[:, None, :]
+    def forward(law: np.ndarray) -> np.ndarray:
+        return fft.fft(fft.rfft(law, shape[1], axis=-1), shape[0], axis=-2, overwrite_x=True)
 
-    kernels = []
-    for i, s in enumerate(design.stages):
-        lat, lat_rt = _slo_axis(s, i, "latency", lat_axis)
-        cost, cost_rt = _slo_axis(s, i, "cost", cost_axis)
-        # Runs that end here count with the in-box mass of state ⊛ (their j-attempt law).
-        box = (np.cumsum(lat, axis=1)[:, ::-1], np.cumsum(cost, axis=1)[:, ::-1])
-        kernels.append((outer(lat, cost), outer(lat_rt, cost_rt) if s.routing else None, box))
+    def inverse(x: np.ndarray) -> np.ndarray:
+        x = fft.ifft(x, axis=-2, overwrite_x=True)[..., :n_lat, :]
+        return fft.irfft(x, shape[1], axis=-1)[..., :n_cost]
+
+    @cache
+    def laws(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Stage i's j-attempt laws on the lattice: plain and routed, latency and cost."""
+        s = design.stages[i]
+        return (*_slo_axis(s, i, "latency", lat_axis), *_slo_axis(s, i, "cost", cost_axis))
+
+    @cache
+    def joint(i: int, space: Literal["lattice", "fourier"]) -> np.ndarray:
+        """Stage i's joint latency-cost laws after 1..m attempts, plain then routed: (j, points)."""
+        lat, lat_rt, cost, cost_rt = laws(i)
+
+        def outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            if space == "lattice":
+                return (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1)
+            k = fft.fft(a, shape[0])[:, :, None] * fft.rfft(b, shape[1])[:, None, :]
+            return k.reshape(k.shape[0], -1).astype(cplx)
+
+        if design.stages[i].routing:
+            return np.concatenate([outer(lat, cost), outer(lat_rt, cost_rt)])
+        return outer(lat, cost)
+
+    def mixture(i: int, space: Literal["lattice", "fourier"]) -> tuple[np.ndarray, np.ndarray]:
+        """Path weights (draws x nodes, j) of stage i and the matching rows of ``joint``."""
+        unrouted, routed, _ = paths[i]
+        weights = unrouted if routed is None else np.concatenate([unrouted, routed], axis=-1)
+        weights = weights.reshape(-1, weights.shape[-1])
+        return weights, joint(i, space)[: weights.shape[1]]
+
+    def step(i: int, state: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        stop = paths[i][2]
+        if stop is not None:
+            # Runs that end here count with the in-box mass of state ⊛ (their j-attempt law).
+            lat, _, cost, _ = laws(i)
+            box_lat, box_cost = np.cumsum(lat, axis=1)[:, ::-1], np.cumsum(cost, axis=1)[:, ::-1]
+            inside = np.einsum("dnxj,jx->dnj", state @ box_cost.T, box_lat)
+            done = done + (stop * inside).sum(-1)
+        weights, joint = mixture(i, "fourier")
+        x = forward(state)
+        x *= (weights.astype(cplx) @ joint).reshape(x.shape)
+        return inverse(x), done
+
+    def tree(lo: int, hi: int) -> np.ndarray:
+        """In-box law of stages ``lo:hi`` (cached)."""
+        key = _digest(context, "tree", *keys[lo:hi])
+        hit = store.get(key)
+        if hit is not None:
+            return hit[0]
+        if hi - lo == 1:
+            weights, joint = mixture(lo, "lattice")
+            law = (weights @ joint).reshape(*paths[lo][0].shape[:2], n_lat, n_cost).astype(real)
+        else:
+            mid = (lo + hi + 1) // 2
+            x = forward(tree(lo, mid))
+            x *= forward(tree(mid, hi))
+            law = inverse(x)
+        store.put(key, law, np.zeros(0))
+        return law
+
     draws, nodes = outcomes[0].caught.shape
     per_chunk = max(1, _CHUNK_ELEMENTS // (nodes * shape[0] * shape[1]))
+    store = _INTERACTIVE_LAWS
+    context = _digest(repr((lat_axis, cost_axis, shape, slo.success, slo.no_human)), str(real))
     out = np.empty(draws)
     for lo in range(0, draws, per_chunk):
         hi = min(draws, lo + per_chunk)
-        state = np.zeros((hi - lo, nodes, n_lat, n_cost))
-        state[..., 0, 0] = 1.0
-        done = np.zeros((hi - lo, nodes))
-        for o, (plain, routed_k, (box_lat, box_cost)) in zip(outcomes, kernels, strict=True):
-            unrouted, routed, stop = _components(
+        paths = [
+            _components(
                 o.rows(lo, hi), success_required=slo.success, human_allowed=not slo.no_human
             )
-            if stop is not None:
-                inside = np.einsum("dnxj,jx->dnj", state @ box_cost.T, box_lat)
-                done += (stop * inside).sum(-1)
-            kernel = _mix(unrouted, plain)
-            if routed is not None and routed_k is not None:
-                kernel = kernel + _mix(routed, routed_k)
-            state = fft.irfft2(fft.rfft2(state, shape) * kernel, shape)[..., :n_lat, :n_cost]
-        out[lo:hi] = (state.sum((-2, -1)) + done) @ w
+            for o in outcomes
+        ]
+        keys = [
+            _digest(s.model_dump_json(), str(i == lat_axis.first_spread),
+                    str(i == cost_axis.first_spread), *paths[i])
+            for i, s in enumerate(design.stages)
+        ] if interactive else []  # fmt: skip
+        if interactive and slo.success:
+            out[lo:hi] = tree(0, len(outcomes)).sum((-2, -1), dtype=np.float64) @ w
+            continue
+        state = np.zeros((hi - lo, nodes, n_lat, n_cost), real)
+        state[..., 0, 0] = 1.0
+        done = np.zeros((hi - lo, nodes))
+        key = context
+        for i in range(len(outcomes)):
+            if not interactive:
+                state, done = step(i, state, done)
+                continue
+            key = _digest(key, keys[i])
+            hit = store.get(key)
+            state, done = hit if hit is not None else step(i, state, done)
+            if hit is None:
+                store.put(key, state, done)
+        out[lo:hi] = (state.sum((-2, -1), dtype=np.float64) + done) @ w
     return out
 
 
 def _exact(
-    design: Design, *, slo: SLO, ks: list[int], ci_draws: int, level: float, seed: int
+    design: Design,
+    *,
+    slo: SLO,
+    ks: list[int],
+    ci_draws: int,
+    level: float,
+    seed: int,
+    interactive: bool = False,
 ) -> dict[str, tuple[float, float, float]]:
     rng = np.random.default_rng(seed)
     has_posterior = any(s.alpha is not None for s in design.stages)
@@ -788,7 +928,7 @@ def _exact(
         for qi, quantile in enumerate(_QUANTILES):
             values[f"{prefix}_p{round(quantile * 100)}"] = q[:, qi]
     values["slo_attainment"] = np.concatenate(
-        [_slo_attainment(design, o, wb, slo) for o, wb in batches]
+        [_slo_attainment(design, o, wb, slo, interactive=interactive) for o, wb in batches]
     )
     out = {}
     for key, v in values.items():
