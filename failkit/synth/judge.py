@@ -8,9 +8,11 @@ comments, LangSmith feedback, TRAIL annotations). The judge here does the same:
 - it reviews the runs that gave an answer (a run stopped by an error has nothing to judge)
   and flags those whose first unrecovered failure was silent, each with probability
   ``World.judge_coverage``;
-- its comment describes what it saw in the run's own words and values (the tool called,
-  the value passed, the code invented), in one of several phrasings per kind of mistake,
-  with an optional opening and closing remark; no mode name appears in it;
+- its comment states the problem (one of four wordings per kind of mistake, which share
+  some words and not others, as a rubric-driven judge's do) and a detail quoting the run's
+  own values (the tool called, the value passed, the code invented; one of four wordings
+  or none), with an optional opening and closing remark common to every kind; no mode
+  name appears in it;
 - with probability ``World.judge_vague`` the comment names no specific problem ("not what
   the user asked for");
 - with probability ``World.judge_span_share`` the verdict points at the span it blames
