@@ -156,7 +156,7 @@ def _bad_lines(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("which", ["synthetic", "real"])
 def test_ingest_to_lake_gives_the_tables_of_store_ingest(spark, tmp_path, which):  # noqa: F811
     """Files normalized on Spark make the lake that a store's ingest and export make."""
-    from failkit.spark import ingest_to_lake
+    from failkit.spark import SparkBackend, ingest_to_lake
 
     if which == "synthetic":
         files = [
@@ -184,6 +184,8 @@ def test_ingest_to_lake_gives_the_tables_of_store_ingest(spark, tmp_path, which)
     pd.testing.assert_frame_equal(by_path(report), by_path(store.ingests_df()))
     pd.testing.assert_frame_equal(by_path(lake.ingests_df()), by_path(store.ingests_df()))
     assert len(lake.traces_df()) > 0
+    backend = SparkBackend(spark, tmp_path / "lake")  # a lake Spark wrote, read by Spark
+    pd.testing.assert_frame_equal(backend.collect_steps(backend.steps()), fk.steps(store))
 
 
 def test_options_with_given_steps_are_refused(world):

@@ -99,7 +99,7 @@ def _reliability_types(by: str | None) -> dict[str, str]:
 
 
 def _partition_reliability(
-    parts: Iterator[pa.RecordBatch], by: str | None, level: float
+    parts: Iterator[pa.RecordBatch], by: Literal["tool_name", "model"] | None, level: float
 ) -> Iterator[pa.RecordBatch]:
     """:func:`failkit.stage_reliability` on whole stages, steps in the DuckDB path's order."""
     table = from_batches(parts)

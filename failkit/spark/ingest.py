@@ -249,5 +249,5 @@ def ingest_to_lake(
         rows[name] = int(spark.read.parquet(target).count()) if written else 0
     staged.unpersist()
     write_manifest(root, rows)
-    with connect_parquet(root) as written:
-        return written.ingests_df()
+    with connect_parquet(root) as out_lake:
+        return out_lake.ingests_df()
