@@ -807,7 +807,7 @@ def _slo_attainment(
 
         def outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             if space == "lattice":
-                return (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1)
+                return (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1).astype(real)
             k = fft.fft(a, shape[0])[:, :, None] * fft.rfft(b, shape[1])[:, None, :]
             return k.reshape(k.shape[0], -1).astype(cplx)
 
@@ -815,12 +815,11 @@ def _slo_attainment(
             return np.concatenate([outer(lat, cost), outer(lat_rt, cost_rt)])
         return outer(lat, cost)
 
-    def mixture(i: int, space: Literal["lattice", "fourier"]) -> tuple[np.ndarray, np.ndarray]:
-        """Path weights (draws x nodes, j) of stage i and the matching rows of ``joint``."""
+    def mixture(i: int, space: Literal["lattice", "fourier"]) -> np.ndarray:
+        """Stage i's joint law, mixed over its paths: (draws, nodes, points)."""
         unrouted, routed, _ = paths[i]
         weights = unrouted if routed is None else np.concatenate([unrouted, routed], axis=-1)
-        weights = weights.reshape(-1, weights.shape[-1])
-        return weights, joint(i, space)[: weights.shape[1]]
+        return _mix(weights.astype(real), joint(i, space)[: weights.shape[-1]])
 
     def step(i: int, state: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         stop = paths[i][2]
@@ -830,9 +829,8 @@ def _slo_attainment(
             box_lat, box_cost = np.cumsum(lat, axis=1)[:, ::-1], np.cumsum(cost, axis=1)[:, ::-1]
             inside = np.einsum("dnxj,jx->dnj", state @ box_cost.T, box_lat)
             done = done + (stop * inside).sum(-1)
-        weights, joint = mixture(i, "fourier")
         x = forward(state)
-        x *= (weights.astype(cplx) @ joint).reshape(x.shape)
+        x *= mixture(i, "fourier").reshape(x.shape)
         return inverse(x), done
 
     def tree(lo: int, hi: int) -> np.ndarray:
@@ -842,8 +840,7 @@ def _slo_attainment(
         if hit is not None:
             return hit[0]
         if hi - lo == 1:
-            weights, joint = mixture(lo, "lattice")
-            law = (weights @ joint).reshape(*paths[lo][0].shape[:2], n_lat, n_cost).astype(real)
+            law = mixture(lo, "lattice").reshape(*paths[lo][0].shape[:2], n_lat, n_cost)
         else:
             mid = (lo + hi + 1) // 2
             x = forward(tree(lo, mid))
