@@ -30,7 +30,11 @@ in :mod:`failkit.design`. Two methods, which agree within Monte Carlo's standard
         falls mid-step. Measured against 10^6 Monte Carlo runs the error on smooth designs is a
         few 1e-4. Atoms without a common divisor coarse enough for the lattice (0.004 and
         0.0041 USD under 0.03 USD) are rounded to the nearest point, and a total within a
-        step or so of a limit can then land on the wrong side of it.
+        step or so of a limit can then land on the wrong side of it. ``interactive=True``
+        (what-if widgets) convolves in single precision and keeps each stage's lattice law
+        across calls: a change to one stage recomputes ``log2(stages)`` convolutions (the
+        stages from it on when the SLO does not require success). It stays within 1e-5 of the
+        default (max 7e-7 measured on random designs).
       - Distributional metrics average over a coarser task grid (error < 1e-4).
 
     Intervals: with Beta posteriors on the stages (``alpha`` / ``beta``), ``ci_draws`` posterior
