@@ -2,9 +2,11 @@
 
 The only module that imports ipywidgets. The compute is :mod:`failkit.whatif` and the charts are
 :mod:`failkit.charts`; this module wires them: a control per stage and lever, and on every
-change the current design is re-simulated (exact method, no posterior draws) and the charts are
-redrawn. Charts render through ``altair.JupyterChart`` in offline mode (the Vega JavaScript comes
-from ``vl-convert-python``, no CDN), so the explorer works on a machine without network.
+change the current design is re-simulated (exact method, no posterior draws, ``interactive``:
+the SLO lattice in single precision, reusing the work on stages that did not change) and the
+charts are redrawn. Charts render through ``altair.JupyterChart`` in offline mode (the Vega
+JavaScript comes from ``vl-convert-python``, no CDN), so the explorer works on a machine without
+network.
 
 Example:
     >>> import failkit as fk
@@ -100,16 +102,26 @@ class Explorer:
         frames: the frames behind the charts (``sim``, ``waterfall``, ``metrics``).
         last_update_s: wall time of the last update (simulate, charts, spec sent).
         widget: the ipywidgets container to display.
+        interactive: whether updates simulate with ``interactive=True`` (see :func:`explore`).
     """
 
-    def __init__(self, base: Design, *, slo: SLO | None = None, ks: Iterable[int] = range(1, 9)):
+    def __init__(
+        self,
+        base: Design,
+        *,
+        slo: SLO | None = None,
+        ks: Iterable[int] = range(1, 9),
+        interactive: bool = True,
+    ):
         enable_offline_charts()
         self.slo = slo or SLO()
+        self.interactive = interactive
         self._ks = sorted({int(k) for k in ks})
         self.base_design = base.with_name(BASE)
         self.current_design = self.base_design
         self.alternatives: dict[str, Design] = {}
         self._sims: dict[str, pd.DataFrame] = {BASE: self._simulate(self.base_design)}
+        self._waterfalls = {BASE: whatif.waterfall(self.base_design)}
         self._holding = False
         self.last_update_s = 0.0
         self.frames: dict[str, pd.DataFrame] = {}
@@ -199,7 +211,14 @@ class Explorer:
 
     # -- wiring ----------------------------------------------------------------------------------
     def _simulate(self, design: Design) -> pd.DataFrame:
-        return simulate(design, method="exact", ci_draws=0, slo=self.slo, ks=self._ks)
+        return simulate(
+            design,
+            method="exact",
+            ci_draws=0,
+            slo=self.slo,
+            ks=self._ks,
+            interactive=self.interactive,
+        )
 
     def _make_controls(self) -> dict[str, W.ValueWidget]:
         controls: dict[str, W.ValueWidget] = {}
@@ -265,13 +284,16 @@ class Explorer:
                 checkpoint = self.controls[name.removesuffix("catch_rate") + "checkpoint"]
                 widget.disabled = not checkpoint.value
         changed = whatif.apply_levers(self.base_design, settings)
-        self.current_design = changed.with_name(CURRENT)
-        self._sims[CURRENT] = self._simulate(self.current_design)
+        current = changed.with_name(CURRENT)
+        if current != self.current_design:  # else (a disabled control, keep) reuse its frames
+            self.current_design = current
+            self._sims[CURRENT] = self._simulate(current)
+            self._waterfalls[CURRENT] = whatif.waterfall(current)
         designs = [self.base_design, self.current_design, *self.alternatives.values()]
         sim = pd.concat([self._sims[d.name] for d in designs], ignore_index=True)
         self.frames = {
             "sim": sim,
-            "waterfall": whatif.waterfall([self.base_design, self.current_design]),
+            "waterfall": pd.concat(self._waterfalls.values(), ignore_index=True),
             "metrics": whatif.metrics(sim),
         }
         data = {name: _records(df) for name, df in self._chart_data().items()}
@@ -352,7 +374,11 @@ class Explorer:
 
 
 def explore(
-    source: Design | TraceStore, *, slo: SLO | None = None, ks: Iterable[int] = range(1, 9)
+    source: Design | TraceStore,
+    *,
+    slo: SLO | None = None,
+    ks: Iterable[int] = range(1, 9),
+    interactive: bool = True,
 ) -> Explorer:
     """An interactive what-if explorer over a design (or the design estimated from a store).
 
@@ -361,6 +387,9 @@ def explore(
             whose design ``Design.from_store`` estimates.
         slo: the SLO whose attainment is charted (default ``SLO()``).
         ks: the k of the pass^k curve.
+        interactive: simulate with ``interactive=True``: SLO attainment within 1e-5 of
+            :func:`~failkit.simulate.simulate`'s default (every other metric identical), in a
+            fraction of the time; ``False``: the default method on every update (slower).
 
     Returns:
         An :class:`Explorer`; display it (last expression of a cell) to get the controls.
@@ -368,10 +397,10 @@ def explore(
     Raises:
         FailkitError: ``source`` is neither (or the store holds no runs to estimate from).
     """
-    if isinstance(source, Design):
-        return Explorer(source, slo=slo, ks=ks)
     if isinstance(source, TraceStore):
-        return Explorer(Design.from_store(source), slo=slo, ks=ks)
+        source = Design.from_store(source)
+    if isinstance(source, Design):
+        return Explorer(source, slo=slo, ks=ks, interactive=interactive)
     raise FailkitError(f"explore() takes a Design or a TraceStore, got {type(source).__name__}")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import altair as alt
 import ipywidgets as W
+import pandas as pd
 import pytest
 
 import failkit as fk
@@ -166,3 +167,29 @@ def test_offline_renderer_emits_widget_and_spec_or_spec_only(
     monkeypatch.setenv(widgets.STATIC_CHARTS_ENV, "1")
     static = widgets._bundle(chart._repr_mimebundle_())
     assert set(static) == {"text/plain", VEGALITE_MIME}
+
+
+def test_numbers_are_simulates_slo_within_its_interactive_tolerance() -> None:
+    """Interactive updates: slo_attainment within 1e-5 of fk.simulate, the rest identical."""
+    for interactive, tolerance in [(True, 1e-5), (False, 0.0)]:
+        ex = fk.explore(design(), interactive=interactive)
+        ex.update(act__max_attempts=3, select__error_multiplier=0.5)
+        sim = ex.frames["sim"].query("design == 'current'").set_index("metric")
+        exact = fk.simulate(ex.current_design, ci_draws=0, slo=ex.slo).set_index("metric")
+        slo = ["slo_attainment", "slo_met"]
+        assert (sim.loc[slo, "value"] - exact.loc[slo, "value"]).abs().max() <= tolerance
+        pd.testing.assert_frame_equal(sim.drop(index=slo), exact.drop(index=slo))
+
+
+def test_unchanged_design_reuses_its_frames(ex: Explorer) -> None:
+    """A control that leaves the design as it is (catch rate, no checkpoint) skips simulate."""
+    ex.update(act__max_attempts=2)
+    sim = ex._sims["current"]
+    ex.update(act__catch_rate=0.3)
+    assert ex._sims["current"] is sim and ex.controls["act__catch_rate"].disabled
+    pd.testing.assert_frame_equal(
+        ex.frames["waterfall"], fk.whatif.waterfall([ex.base_design, ex.current_design])
+    )
+    ex.update(act__checkpoint=True)
+    assert ex._sims["current"] is not sim
+    assert ex.current_design.stage("act").checkpoint.catch_rate == 0.3  # type: ignore[union-attr]
