@@ -77,7 +77,8 @@ def test_within_tolerance_over_a_grid_of_designs_and_slos() -> None:
         free = slo_values(design, SLO(max_seconds=None, max_cost_usd=None))["value"]
         seconds = float(free["latency_s_p50"]) * float(rng.uniform(0.7, 1.6))
         usd = max(float(free["cost_usd_p50"]), 1e-4) * float(rng.uniform(0.7, 1.6))
-        for max_seconds, max_cost_usd in [(seconds, usd), (seconds, None), (None, usd)]:
+        limits = [(seconds, usd), (seconds, None), (None, usd), (None, None)]
+        for max_seconds, max_cost_usd in limits:
             slo = SLO(
                 max_seconds=max_seconds,
                 max_cost_usd=max_cost_usd,
