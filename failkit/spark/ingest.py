@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from failkit.errors import FailkitError
 from failkit.ingest.base import STAGE_TABLES
@@ -245,8 +246,9 @@ def ingest_to_lake(
         else:  # small: one file, in load order
             out = frame.coalesce(1).sortWithinPartitions("file_index", "fk_row")
             out.select(*columns).write.parquet(target)
-        written = any(Path(target).rglob("*.parquet"))
-        rows[name] = int(spark.read.parquet(target).count()) if written else 0
+        rows[name] = sum(
+            pq.ParquetFile(f).metadata.num_rows for f in Path(target).rglob("*.parquet")
+        )
     staged.unpersist()
     write_manifest(root, rows)
     with connect_parquet(root) as out_lake:
