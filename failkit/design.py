@@ -33,7 +33,9 @@ What a stage does with one run (the model :mod:`failkit.simulate` computes):
    ``presence`` (wrong outputs all come from present runs).
 
 Every attempt takes a draw of ``latency_s`` and ``cost_usd`` (discrete distributions, see
-:class:`Dist`), whatever its outcome.
+:class:`Dist`); an attempt that raised an error (a detectable failure) draws from
+``latency_s_failed`` / ``cost_usd_failed`` instead when they are given (a timed-out call lasts
+the timeout, a rejected request costs nothing).
 """
 
 from __future__ import annotations
@@ -275,6 +277,8 @@ class Stage(BaseModel):
         p_recover: chance that one retry fixes a transient failure; ``None``: a retry is a
             fresh attempt (succeeds with the task's ``p_success``).
         latency_s, cost_usd: per-attempt :class:`Dist` (a number means a fixed value).
+        latency_s_failed, cost_usd_failed: the same for attempts that raised an error
+            (``None``: as any other attempt).
         idempotent, p_side_effect_on_failure: whether repeating the step is harmless, and the
             chance that a failed detectable attempt acted anyway.
         max_attempts, backoff_s, retry_permanent: the retry policy.
@@ -303,6 +307,8 @@ class Stage(BaseModel):
     p_recover: _Prob | None = None
     latency_s: DistLike = Dist.fixed(0.0)
     cost_usd: DistLike = Dist.fixed(0.0)
+    latency_s_failed: DistLike | None = None
+    cost_usd_failed: DistLike | None = None
     idempotent: bool = True
     p_side_effect_on_failure: _Prob = 0.0
     max_attempts: int = Field(default=1, ge=1, le=20)
@@ -353,6 +359,11 @@ class Stage(BaseModel):
         if self.structured_outputs:
             factor *= 1.0 - self.parse_failure_share
         return factor
+
+    @property
+    def splits_failed(self) -> bool:
+        """Attempts that raised an error have laws of their own."""
+        return self.latency_s_failed is not None or self.cost_usd_failed is not None
 
     @property
     def p_effective(self) -> float:

@@ -45,9 +45,13 @@ of outputs whose mistake raised an error (this assumes silent mistakes are as co
 loud ones); human review
 time and cost are folded into the stage reviewed. ``task_spread`` is fitted to the pass^k curve
 of tasks with repeated trials (failure rates are then scaled by one common factor so that the
-success rate stays the observed one). The per-round rates already carry much of the task
-difficulty (hard tasks make more rounds), so a fitted spread counts some of it twice: it makes
-pass^k right but lever predictions worse (``benchmarks/counterfactuals.py`` uses ``0``).
+success rate stays the observed one). The per-round rates already carry some of the task
+difficulty (hard tasks make more rounds), so a fitted spread counts some of it twice; measured
+against synth (``benchmarks/counterfactuals.py``) it still predicts removing retries far better
+than a spread of 0 (success 0.1 against 1.4 points off), at a small cost on the other levers.
+``latency_s_failed`` / ``cost_usd_failed`` — per stage over its rounds, the attempts that raised
+an error (a timeout lasts the timeout); their means are then matched to the failed time and
+cost each slot really spent (:func:`_matched_failed_laws`).
 """
 
 from __future__ import annotations
@@ -153,6 +157,8 @@ def _occurrences(w: pd.DataFrame) -> pd.DataFrame:
         maybe=w["error"] & w["side_effect"].eq("maybe"),
         dur=w["duration_s"].fillna(0.0),
         cost=w["cost_usd"].fillna(0.0),
+        err_dur=w["duration_s"].fillna(0.0).where(w["error"], 0.0),
+        err_cost=w["cost_usd"].fillna(0.0).where(w["error"], 0.0),
         parse=w["error"]
         & (w["error_type"].fillna("") + ": " + w["error_message"].fillna("")).str.contains(
             PARSE_PATTERN, case=False, regex=True
@@ -168,6 +174,8 @@ def _occurrences(w: pd.DataFrame) -> pd.DataFrame:
         n_trans=("trans", "sum"),
         duration_s=("dur", "sum"),
         cost_usd=("cost", "sum"),
+        err_duration_s=("err_dur", "sum"),
+        err_cost_usd=("err_cost", "sum"),
     ).reset_index()
     occ["failed"] = occ["n_err"] > 0
     occ["stopped"] = occ["failed"] & ~occ["all_rec"]
@@ -407,6 +415,8 @@ def estimate_design(
     silent = first.loc[first["silent"]].groupby("slot_stage").size()
     pooled = _pooled(occ, w, silent)
     per_stage_backoff, waits = _backoff(w)
+    failed_occ = _failed_time(occ)
+    failed_laws = _failed_laws(failed_occ)
     success = pd.Series(first_pos >= never, index=idx)
     calibration = _calibration(st, success)
     llm_stages = set(w.loc[w["kind"].eq("llm"), "slot_stage"]) | set(
@@ -431,9 +441,8 @@ def estimate_design(
         pool = pooled[stage]
         reach = stop_pos >= j
         present = float((ch.rounds[reach] >= rnd).mean()) if rnd and reach.any() else 1.0
-        attempts = idx.map(here["attempts"]).fillna(1).to_numpy(np.int64)[reach]
-        lat = _per_attempt(idx.map(here["duration_s"]).fillna(0.0).to_numpy()[reach], attempts)
-        cost = _per_attempt(idx.map(here["cost_usd"]).fillna(0.0).to_numpy()[reach], attempts)
+        lat, cost = (_ok_attempts(here, idx, reach, col) for col in ("duration_s", "cost_usd"))
+        lat_failed, cost_failed = failed_laws.get(stage, (None, None))
         stages.append(
             Stage(
                 name=_slot_name(stage, rnd),
@@ -448,8 +457,10 @@ def estimate_design(
                 idempotent=pool["idempotent"],
                 p_side_effect_on_failure=pool["p_side_effect"],
                 parse_failure_share=pool["parse_share"],
-                latency_s=Dist.from_sample(lat),
-                cost_usd=Dist.from_sample(cost),
+                latency_s=lat,
+                cost_usd=cost,
+                latency_s_failed=lat_failed,
+                cost_usd_failed=cost_failed,
                 n_tools=n_tools if stage == "tool_selection" and n_tools else None,
                 calibration=calibration if stage in llm_stages else None,
                 presence=present,
@@ -475,6 +486,7 @@ def estimate_design(
         if {"task_id", "outcome"} <= set(runs.columns):
             spread, factor = _fit_spread(stages, runs)
         stages = [_scaled(s, factor) for s in stages]
+    stages = _matched_failed_laws(stages, float(spread), failed_occ, len(runs))
     return Design(name=name, stages=tuple(stages), task_spread=float(spread))
 
 
@@ -494,9 +506,84 @@ def _transient(unrecovered: float, pool: dict) -> float:
     return float(np.clip((1.0 - unrecovered) / (1.0 - (1.0 - r) ** (m - 1)), 0.0, 1.0))
 
 
-def _per_attempt(total: np.ndarray, attempts: np.ndarray) -> np.ndarray:
-    """Each occurrence's total split evenly over its attempts (means kept exactly)."""
-    return np.repeat(total / attempts, attempts)
+def _ok_attempts(here: pd.DataFrame, idx: pd.Index, reach: np.ndarray, column: str) -> Dist:
+    """Law of the attempts that raised nothing at a slot, over the runs that reach it.
+
+    One per occurrence that did not stop the run: its total less its errors' (a run that skips
+    the slot gives 0); when every occurrence stopped, the totals.
+    """
+    total = idx.map(here[column]).fillna(0.0).to_numpy()[reach]
+    errors = idx.map(here[f"err_{column}"]).fillna(0.0).to_numpy()[reach]
+    stopped = idx.map(here["stopped"]).fillna(False).to_numpy(bool)[reach]
+    ok = (total - errors)[~stopped]
+    return Dist.from_sample(np.clip(ok, 0.0, None) if ok.size else total)
+
+
+def _failed_time(occ: pd.DataFrame) -> pd.DataFrame:
+    """Occurrences with errors: ``n_err`` and the time and cost of their failed attempts.
+
+    An occurrence's error steps carry its failed attempts; when the errors stopped the run, all
+    of its steps do (the attempts that failed are all it made).
+    """
+    g = occ.loc[occ["n_err"] > 0]
+    stopped = g["stopped"].to_numpy(bool)
+    return g.assign(
+        **{
+            f"failed_{c}": np.where(stopped, g[c], g[f"err_{c}"])
+            for c in ("duration_s", "cost_usd")
+        }
+    )
+
+
+def _failed_laws(failed: pd.DataFrame) -> dict[str, tuple[Dist, Dist]]:
+    """Per stage, over its rounds: latency and cost laws of the attempts that raised an error
+    (each occurrence's failed time shared evenly by its failed attempts)."""
+    out = {}
+    for stage, g in failed.groupby("slot_stage"):
+        n = g["n_err"].to_numpy(np.int64)
+        laws = [
+            Dist.from_sample(np.repeat(g[f"failed_{c}"].to_numpy() / n, n))
+            for c in ("duration_s", "cost_usd")
+        ]
+        out[str(stage)] = (laws[0], laws[1])
+    return out
+
+
+def _matched_failed_laws(
+    stages: list[Stage], spread: float, failed: pd.DataFrame, n_runs: int
+) -> list[Stage]:
+    """Scale each slot's failed-attempt laws so that the design spends the failed time observed.
+
+    The design's count of failed attempts at a slot falls short of the data's where runs that
+    went on after a silent mistake (harder tasks, which fail more) reach it, and where failure
+    modes that recover less make longer retry chains; the failed laws' means are matched to
+    the data's failed time and cost per run (method of moments), their shapes kept. The
+    expectations average over task difficulty with the design's ``spread``.
+    """
+    from failkit.simulate import _Z_FINE, _outcomes, _task_rates, _z_grid
+
+    per_slot = failed.groupby("pos")[["failed_duration_s", "failed_cost_usd"]].sum() / n_runs
+    z, w = _z_grid(spread, _Z_FINE)
+    p = _task_rates(np.array([[s.p_effective for s in stages]]), spread, z)
+    out, reach = [], np.ones((1, z.size))
+    for pos, s in enumerate(stages):
+        o = _outcomes(s, p[..., pos])
+        j = np.arange(1, s.max_attempts + 1)
+        expected = float((((o.ok_auto @ (j - 1) + o.stop @ j) * reach) @ w)[0])
+        if s.splits_failed and expected > 0 and pos in per_slot.index:
+            changes = {}
+            for field, column in (
+                ("latency_s_failed", "failed_duration_s"),
+                ("cost_usd_failed", "failed_cost_usd"),
+            ):
+                law = getattr(s, field)
+                if law.mean > 0:
+                    k = float(per_slot.loc[pos, column]) / (expected * law.mean)
+                    changes[field] = Dist(values=tuple(v * k for v in law.values), probs=law.probs)
+            s = s.model_copy(update=changes)
+        reach = reach * (o.ok_auto.sum(-1) + o.caught + o.bad)
+        out.append(s)
+    return out
 
 
 def _pooled(occ: pd.DataFrame, w: pd.DataFrame, silent: pd.Series) -> dict[str, dict]:

@@ -55,7 +55,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from typing import Literal
@@ -343,8 +343,36 @@ def _human(stage: Stage, resource: Resource) -> tuple[float, float]:
     return (cp.human_cost_usd * stage.presence if cp else 0.0), (rt.human_cost_usd if rt else 0.0)
 
 
-def _attempt_dist(stage: Stage, resource: Resource) -> Dist:
+def _attempt_dist(stage: Stage, resource: Resource, *, failed: bool = False) -> Dist:
+    """Law of one attempt; ``failed``: of one that raised an error."""
+    law = stage.latency_s_failed if resource == "latency" else stage.cost_usd_failed
+    if failed and law is not None:
+        return law
     return stage.latency_s if resource == "latency" else stage.cost_usd
+
+
+def _path_laws(
+    stage: Stage, one: Callable[[bool], np.ndarray], convolve: Callable
+) -> list[np.ndarray]:
+    """A stage's laws per path, from the law ``one(failed)`` of an attempt.
+
+    Row ``j - 1``: ``j`` attempts, the last one not raising (``j - 1`` failed); when the stage
+    :attr:`~failkit.design.Stage.splits_failed`, rows ``m .. 2m - 1`` follow: ``j`` attempts
+    that all raised (the paths ``stop`` weighs; otherwise the same rows serve both).
+    """
+    ok = one(False)
+    rows, failed = [ok], None
+    for _ in range(1, stage.max_attempts):
+        failed = one(True) if failed is None else failed
+        rows.append(convolve(rows[-1], failed))
+    if stage.splits_failed:
+        failed = one(True) if failed is None else failed
+        total = failed
+        rows.append(total)
+        for _ in range(1, stage.max_attempts):
+            total = convolve(total, failed)
+            rows.append(total)
+    return rows
 
 
 # -- exact: per-stage closed forms --------------------------------------------------------------
@@ -356,7 +384,8 @@ class _Outcomes:
     attempt 1; ``bad``: attempt 1 failed silently; ``stop[..., j-1]``: a detectable failure
     ended the run at attempt j (the last one, or the first for a permanent failure that is not
     retried). ``dup_ok[j-1]`` / ``dup_stop[j-1]``: share of those paths holding a duplicate
-    action.
+    action. ``split``: the stage's failed attempts have laws of their own (see
+    :func:`_path_laws`).
     """
 
     ok_auto: np.ndarray
@@ -367,6 +396,7 @@ class _Outcomes:
     dup_stop: np.ndarray
     phi_ok: float
     phi_fail: float
+    split: bool
 
     def rows(self, lo: int, hi: int) -> _Outcomes:
         """The same outcomes for draws ``lo:hi``."""
@@ -405,6 +435,7 @@ def _outcomes(stage: Stage, p: np.ndarray) -> _Outcomes:
         dup_stop=1 - (1 - e) ** j - j * e * (1 - e) ** (j - 1),
         phi_ok=routing.p_flag_given_ok * stage.presence if routing else 0.0,
         phi_fail=routing.p_flag_given_fail if routing else 0.0,
+        split=stage.splits_failed,
     )
 
 
@@ -434,9 +465,12 @@ def _scalar_metrics(design: Design, outcomes: list[_Outcomes]) -> dict[str, np.n
         put("cont_no_dup", o.ok_auto @ (1 - o.dup_ok) + o.caught + o.bad)
         put("stop_no_dup", o.stop @ (1 - o.dup_stop))
         waits = (o.ok_auto + o.stop) @ _backoff(stage, j)
+        failed = o.ok_auto @ (j - 1) + o.stop @ j  # attempts that raised an error
         for res in _RESOURCES:
             ck, rt = _human(stage, res)
-            mean = attempts * _attempt_dist(stage, res).mean + ck + routed * rt
+            m_ok = _attempt_dist(stage, res).mean
+            m_fail = _attempt_dist(stage, res, failed=True).mean if o.split else m_ok
+            mean = (attempts - failed) * m_ok + failed * m_fail + ck + routed * rt
             put(res, mean + waits if res == "latency" else mean)
     a = {k: np.stack(v, axis=-1) for k, v in cols.items()}
     reach = _exclusive_cumprod(a["cont"])
@@ -455,7 +489,7 @@ def _scalar_metrics(design: Design, outcomes: list[_Outcomes]) -> dict[str, np.n
     }
 
 
-def _components(
+def _paths(
     o: _Outcomes, *, success_required: bool, human_allowed: bool
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Weights of the paths a run may take through a stage and still count.
@@ -475,6 +509,23 @@ def _components(
         return unrouted, routed, None
     unrouted[..., 0] += o.bad * (1 - o.phi_fail)
     return unrouted, routed, o.stop
+
+
+def _components(
+    o: _Outcomes, *, success_required: bool, human_allowed: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """:func:`_paths` laid out on the rows of :func:`_path_laws` (``2m`` when ``o.split``)."""
+    unrouted, routed, stop = _paths(
+        o, success_required=success_required, human_allowed=human_allowed
+    )
+    if not o.split:
+        return unrouted, routed, stop
+    zeros = np.zeros_like(unrouted)
+    return (
+        np.concatenate([unrouted, zeros], axis=-1),
+        None if routed is None else np.concatenate([routed, zeros], axis=-1),
+        None if stop is None else np.concatenate([zeros, stop], axis=-1),
+    )
 
 
 def _mix(weights: np.ndarray, kernels: np.ndarray) -> np.ndarray:
@@ -525,7 +576,8 @@ def _quantiles(
     for s in stages:
         ck, rt = _human(s, resource)
         extra = float(_backoff(s, s.max_attempts)) if resource == "latency" else 0.0
-        max_total += s.max_attempts * max(_attempt_dist(s, resource).values) + extra + ck + rt
+        most = max(max(_attempt_dist(s, resource, failed=f).values) for f in (False, True))
+        max_total += s.max_attempts * most + extra + ck + rt
         addends += s.max_attempts + 3
     if max_total == 0:
         return np.zeros((draws, len(_QUANTILES)))
@@ -537,15 +589,15 @@ def _quantiles(
     size = fft.next_fast_len(math.ceil(max_total / delta) + addends + 1, real=True)
     kernels = []
     for s in stages:
-        dist = _attempt_dist(s, resource)
         ck, rt = _human(s, resource)
-        a_hat = fft.rfft(_on_lattice(dist, delta, size))
-        base = np.empty((s.max_attempts, a_hat.size), complex)
-        power = a_hat
-        for j in range(1, s.max_attempts + 1):
-            wait = float(_backoff(s, j)) if resource == "latency" else 0.0
-            base[j - 1] = _shifted(power, wait + ck, delta, size)
-            power = power * a_hat
+
+        def one(failed: bool, s: Stage = s) -> np.ndarray:
+            return fft.rfft(_on_lattice(_attempt_dist(s, resource, failed=failed), delta, size))
+
+        base = np.stack(_path_laws(s, one, np.multiply))
+        for r in range(base.shape[0]):
+            wait = float(_backoff(s, r % s.max_attempts + 1)) if resource == "latency" else 0.0
+            base[r] = _shifted(base[r], wait + ck, delta, size)
         routed = _shifted(base, rt, delta, size) if s.routing else None
         kernels.append((base, routed))
     per_chunk = max(1, _CHUNK_ELEMENTS // (nodes * (size // 2 + 1)))
@@ -598,6 +650,9 @@ def _atoms(design: Design, resource: Resource) -> tuple[np.ndarray, int]:
             first_spread = i if first_spread < 0 else first_spread
         else:
             atoms.extend(dist.values)
+        failed = _attempt_dist(s, resource, failed=True)
+        if failed is not dist and not _is_spread(failed):
+            atoms.extend(failed.values)
         atoms.extend(_human(s, resource))
         if resource == "latency":
             atoms.extend(_backoff(s, np.arange(2, s.max_attempts + 1)).tolist())
@@ -692,7 +747,10 @@ def _moved(law: np.ndarray, value: float, delta: float) -> np.ndarray:
 def _slo_axis(
     stage: Stage, index: int, resource: Resource, axis: _Axis
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A stage's total after 1..m attempts on the SLO lattice: (plain, routed), (m, points).
+    """A stage's total after 1..m attempts on the SLO lattice: (plain, routed), (rows, points).
+
+    Rows as :func:`_path_laws` lays them out (``2m`` when the stage's failed attempts have laws
+    of their own).
 
     Spread laws are split between neighbouring points (mean and variance kept), atoms rounded
     to the nearest (exact when the lattice holds them). Counting the last point in full puts the
@@ -700,17 +758,22 @@ def _slo_axis(
     moves its totals by ``axis.shift`` steps: once for every path that carries spread mass.
     """
     m = stage.max_attempts
+    rows = 2 * m if stage.splits_failed else m
     size = axis.bins + 1
     if size == 1:
-        return np.ones((m, 1)), np.ones((m, 1))
-    one = _on_lattice(_attempt_dist(stage, resource), axis.delta, size)
+        return np.ones((rows, 1)), np.ones((rows, 1))
+
+    def one(failed: bool) -> np.ndarray:
+        return _on_lattice(_attempt_dist(stage, resource, failed=failed), axis.delta, size)
+
+    def convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.convolve(a, b)[:size]
+
     ck, rt = _human(stage, resource)
-    plain = np.empty((m, size))
-    total = np.eye(1, size)[0]
-    for j in range(1, m + 1):
-        total = np.convolve(total, one)[:size]
-        wait = float(_backoff(stage, j)) if resource == "latency" else 0.0
-        plain[j - 1] = _moved(total, wait + ck, axis.delta)
+    plain = np.stack(_path_laws(stage, one, convolve))
+    for r in range(rows):
+        wait = float(_backoff(stage, r % m + 1)) if resource == "latency" else 0.0
+        plain[r] = _moved(plain[r], wait + ck, axis.delta)
     if index == axis.first_spread:
         plain = _split_step(plain, axis.shift)
     return plain, _moved(plain, rt, axis.delta)
@@ -990,7 +1053,11 @@ def _monte_carlo(
         return rng.random(k, dtype=np.float32)
 
     for i, stage in enumerate(design.stages):
-        samplers = {"latency": _Sampler(stage.latency_s), "cost": _Sampler(stage.cost_usd)}
+        samplers = {res: _Sampler(_attempt_dist(stage, res)) for res in _RESOURCES}
+        failed_samplers = {
+            res: _Sampler(_attempt_dist(stage, res, failed=True)) if stage.splits_failed else None
+            for res in _RESOURCES
+        }
         spent = {res: samplers[res](rng, size) for res in _RESOURCES}
         if spread > 0:
             p_run = special.expit(shift[i] + spread * z)
@@ -1011,12 +1078,19 @@ def _monte_carlo(
         ended = detected & ~retrying  # permanent failures nobody retries
         recovered = np.zeros(k, bool)
         recover = p_f if stage.p_recover is None else np.full(k, stage.p_recover)
+        if stage.splits_failed:  # first attempts that raised: the failed laws
+            for res in _RESOURCES:
+                spent[res][f[detected]] = failed_samplers[res](rng, int(detected.sum()))
         for j in range(2, stage.max_attempts + 1):
             r = np.flatnonzero(retrying)
-            for res in _RESOURCES:
-                spent[res][f[r]] += samplers[res](rng, r.size)
+            draws = {res: samplers[res](rng, r.size) for res in _RESOURCES}
             spent["latency"][f[r]] += float(_backoff(stage, j) - _backoff(stage, j - 1))
             fixed = transient[r] & (uniform(r.size) < recover[r])
+            for res in _RESOURCES:
+                failed = failed_samplers[res]
+                if failed is not None:
+                    draws[res] = np.where(fixed, draws[res], failed(rng, r.size))
+                spent[res][f[r]] += draws[res]
             recovered[r[fixed]] = True
             retrying[r[fixed]] = False
             acts[r[~fixed]] += uniform(int((~fixed).sum())) < e

@@ -145,6 +145,23 @@ def test_routing_by_hand() -> None:
     assert got["latency_s_mean"] == pytest.approx(60 * (0.8 * 0.1 + 0.2 * 0.6))
 
 
+def test_failed_attempts_take_their_own_laws() -> None:
+    s = fk.Stage(
+        name="x", p_success=0.8, p_recover=0.5, max_attempts=2, latency_s=1.0,
+        latency_s_failed=10.0, cost_usd=0.01, cost_usd_failed=0.0,
+    )  # fmt: skip
+    got = exact(fk.Design(stages=[s]))
+    # ok at once; failed then ok; failed twice (the run ends)
+    assert got["latency_s_mean"] == pytest.approx(0.8 * 1 + 0.1 * 11 + 0.1 * 20)
+    assert got["cost_usd_mean"] == pytest.approx(0.8 * 0.01 + 0.1 * 0.01)
+    assert got["latency_s_p95"] == pytest.approx(20.0, abs=1e-3)
+    slo = SLO(success=False, max_seconds=11.0, no_human=False, max_cost_usd=None)
+    assert exact(fk.Design(stages=[s]), slo=slo)["slo_attainment"] == pytest.approx(0.9)
+    same = s.model_copy(update={"latency_s_failed": None, "cost_usd_failed": None})
+    assert not same.splits_failed
+    assert exact(fk.Design(stages=[same]))["latency_s_mean"] == pytest.approx(1.2)
+
+
 def test_presence_scales_only_human_work() -> None:
     routing = Routing(p_flag_given_fail=0.6, p_flag_given_ok=0.1, human_seconds=60)
     s = fk.Stage(name="x", p_success=0.8, p_detectable=0.0, routing=routing, presence=0.5)
@@ -313,6 +330,10 @@ def stages(draw: st.DrawFn, name: str) -> fk.Stage:
         p_side_effect_on_failure=draw(st.floats(0, 0.5)),
         latency_s=draw(st.sampled_from([Dist.fixed(1.0), Dist.lognormal(median=1, p95=3)])),
         cost_usd=draw(st.sampled_from([0.001, 0.004])),
+        latency_s_failed=draw(
+            st.sampled_from([None, Dist.fixed(4.0), Dist.lognormal(median=3, p95=5)])
+        ),
+        cost_usd_failed=draw(st.sampled_from([None, 0.0])),
         parse_failure_share=draw(st.floats(0, 1)),
         checkpoint=checkpoint,
         routing=routing,
