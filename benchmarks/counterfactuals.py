@@ -91,7 +91,10 @@ def _each(design: fk.Design, stages: list[str], change: Callable[..., fk.Design]
 def _checkpoint(world: synth.World) -> Callable[[fk.Design], fk.Design]:
     """Humans review every tool call: they catch wrong calls, not misspelt tool names.
 
-    Human time goes on ``tool_selection``, catches on it and ``parameter_extraction``.
+    synth's proposed call carries ``tool_selection`` and ``parameter_extraction``: the review's
+    time goes on ``tool_selection`` (every attempt), which catches silent mistakes (a wrong tool
+    or value; failkit attributes both to tool selection) but not unknown tool names, and
+    ``parameter_extraction`` catches invalid arguments before they raise.
     """
     seconds = human_mean_seconds(world)
     usd = seconds / 3600 * world.human_usd_per_hour
@@ -99,9 +102,12 @@ def _checkpoint(world: synth.World) -> Callable[[fk.Design], fk.Design]:
 
     def lever(d: fk.Design) -> fk.Design:
         for name in stage_names(d, "tool_selection"):
-            silent = 1.0 - d.stage(name).p_detectable
             d = d.with_checkpoint(
-                name, catch_rate=catch * silent, human_seconds=seconds, human_cost_usd=usd
+                name,
+                catch_rate=catch,
+                catch_rate_detectable=0.0,
+                human_seconds=seconds,
+                human_cost_usd=usd,
             )
         for name in stage_names(d, "parameter_extraction"):
             d = d.with_checkpoint(name, catch_rate=catch, human_seconds=0.0, human_cost_usd=0.0)

@@ -9,9 +9,11 @@ What a stage does with one run (the model :mod:`failkit.simulate` computes):
 
 1. The first attempt succeeds with ``p_success`` (after the levers, see
    :attr:`Stage.failure_multiplier`, and the task's difficulty, see :attr:`Design.task_spread`).
-2. With a :class:`Checkpoint`, a human reviews the attempt before it acts (``human_seconds``,
-   ``human_cost_usd`` every time); a bad attempt is caught with ``catch_rate`` and corrected: the
-   stage succeeds and the run counts as human-touched.
+2. With a :class:`Checkpoint`, a human reviews every attempt before it acts (``human_seconds``,
+   ``human_cost_usd`` each time); a bad first attempt is caught with ``catch_rate`` when its
+   mistake is silent and ``catch_rate_detectable`` when it would raise; a caught attempt is
+   redone and reviewed again (one more attempt and review), the stage then succeeds and the run
+   counts as human-touched.
 3. An uncaught failure is *detectable* (an error is raised) with ``p_detectable``, otherwise
    *silent*: the run goes on with a wrong-but-plausible output and ends as a failure.
 4. A *transient* detectable failure (``p_transient`` of them) is retried up to ``max_attempts``
@@ -182,11 +184,18 @@ DistLike = Annotated[Dist, BeforeValidator(_as_dist)]
 
 
 class Checkpoint(BaseModel):
-    """A human confirms every attempt of a stage before it acts and corrects a bad one."""
+    """A human reviews every attempt of a stage before it acts; a caught one is redone.
+
+    ``catch_rate`` is the share of bad attempts caught whose mistake is silent (wrong but
+    plausible), ``catch_rate_detectable`` of those that would raise an error (``None``: the
+    same); a reviewer of proposed tool calls sees a wrong tool or a wrong value, not a misspelt
+    tool name that the runtime rejects anyway.
+    """
 
     model_config = _FROZEN
 
     catch_rate: _Prob = 0.9
+    catch_rate_detectable: _Prob | None = None
     human_seconds: _NonNeg = 30.0
     human_cost_usd: _NonNeg = 0.25
 
@@ -464,10 +473,14 @@ class Design(BaseModel):
         catch_rate: float = 0.9,
         human_seconds: float = 30.0,
         human_cost_usd: float = 0.25,
+        catch_rate_detectable: float | None = None,
     ) -> Design:
         """A human confirms ``stage`` before it acts (see :class:`Checkpoint`)."""
         cp = Checkpoint(
-            catch_rate=catch_rate, human_seconds=human_seconds, human_cost_usd=human_cost_usd
+            catch_rate=catch_rate,
+            catch_rate_detectable=catch_rate_detectable,
+            human_seconds=human_seconds,
+            human_cost_usd=human_cost_usd,
         )
         return self.with_stage(stage, checkpoint=cp, label=f"checkpoint({stage})")
 

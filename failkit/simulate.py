@@ -343,6 +343,17 @@ def _human(stage: Stage, resource: Resource) -> tuple[float, float]:
     return (cp.human_cost_usd * stage.presence if cp else 0.0), (rt.human_cost_usd if rt else 0.0)
 
 
+def _catch(stage: Stage) -> tuple[float, float]:
+    """Checkpoint catch rates of silent and of detectable mistakes (0 without a checkpoint)."""
+    cp = stage.checkpoint
+    if cp is None:
+        return 0.0, 0.0
+    return (
+        cp.catch_rate,
+        cp.catch_rate if cp.catch_rate_detectable is None else cp.catch_rate_detectable,
+    )
+
+
 def _attempt_dist(stage: Stage, resource: Resource, *, failed: bool = False) -> Dist:
     """Law of one attempt; ``failed``: of one that raised an error."""
     law = stage.latency_s_failed if resource == "latency" else stage.cost_usd_failed
@@ -358,7 +369,9 @@ def _path_laws(
 
     Row ``j - 1``: ``j`` attempts, the last one not raising (``j - 1`` failed); when the stage
     :attr:`~failkit.design.Stage.splits_failed`, rows ``m .. 2m - 1`` follow: ``j`` attempts
-    that all raised (the paths ``stop`` weighs; otherwise the same rows serve both).
+    that all raised (the paths ``stop`` weighs; otherwise the same rows serve both); with a
+    checkpoint, a last row: an attempt caught and its redo (:func:`_rows` gives each row's
+    attempts and wait).
     """
     ok = one(False)
     rows, failed = [ok], None
@@ -372,7 +385,16 @@ def _path_laws(
         for _ in range(1, stage.max_attempts):
             total = convolve(total, failed)
             rows.append(total)
+    if stage.checkpoint is not None:
+        rows.append(convolve(ok, ok))
     return rows
+
+
+def _rows(stage: Stage) -> list[tuple[int, float]]:
+    """Per row of :func:`_path_laws`: attempts (each one reviewed) and backoff waited."""
+    m = stage.max_attempts
+    paths = [(j, float(_backoff(stage, j))) for j in range(1, m + 1)]
+    return paths * (2 if stage.splits_failed else 1) + ([(2, 0.0)] if stage.checkpoint else [])
 
 
 # -- exact: per-stage closed forms --------------------------------------------------------------
@@ -384,8 +406,8 @@ class _Outcomes:
     attempt 1; ``bad``: attempt 1 failed silently; ``stop[..., j-1]``: a detectable failure
     ended the run at attempt j (the last one, or the first for a permanent failure that is not
     retried). ``dup_ok[j-1]`` / ``dup_stop[j-1]``: share of those paths holding a duplicate
-    action. ``split``: the stage's failed attempts have laws of their own (see
-    :func:`_path_laws`).
+    action. ``split``: the stage's failed attempts have laws of
+    their own; ``redo``: a caught attempt is redone under review (see :func:`_path_laws`).
     """
 
     ok_auto: np.ndarray
@@ -397,6 +419,7 @@ class _Outcomes:
     phi_ok: float
     phi_fail: float
     split: bool
+    redo: bool
 
     def rows(self, lo: int, hi: int) -> _Outcomes:
         """The same outcomes for draws ``lo:hi``."""
@@ -412,11 +435,11 @@ class _Outcomes:
 def _outcomes(stage: Stage, p: np.ndarray) -> _Outcomes:
     m = stage.max_attempts
     f = 1.0 - p
-    catch = stage.checkpoint.catch_rate if stage.checkpoint else 0.0
+    c_silent, c_loud = _catch(stage)
     d, t = stage.p_detectable, stage.p_transient
     r = p if stage.p_recover is None else np.full_like(p, stage.p_recover)
     e = 0.0 if stage.idempotent else stage.p_side_effect_on_failure
-    detected = f * (1 - catch) * d
+    detected = f * (1 - c_loud) * d
     j = np.arange(1, m + 1)
     ok_auto = np.empty((*p.shape, m))
     ok_auto[..., 0] = p
@@ -428,14 +451,15 @@ def _outcomes(stage: Stage, p: np.ndarray) -> _Outcomes:
     routing = stage.routing
     return _Outcomes(
         ok_auto=ok_auto,
-        caught=f * catch,
-        bad=f * (1 - catch) * (1 - d),
+        caught=f * (d * c_loud + (1 - d) * c_silent),
+        bad=f * (1 - c_silent) * (1 - d),
         stop=stop,
         dup_ok=1 - (1 - e) ** (j - 1),
         dup_stop=1 - (1 - e) ** j - j * e * (1 - e) ** (j - 1),
         phi_ok=routing.p_flag_given_ok * stage.presence if routing else 0.0,
         phi_fail=routing.p_flag_given_fail if routing else 0.0,
         split=stage.splits_failed,
+        redo=stage.checkpoint is not None,
     )
 
 
@@ -456,7 +480,7 @@ def _scalar_metrics(design: Design, outcomes: list[_Outcomes]) -> dict[str, np.n
         ok_a = o.ok_auto.sum(-1)
         j = np.arange(1, stage.max_attempts + 1)
         routed = (ok_a + o.caught) * o.phi_ok + o.bad * o.phi_fail
-        attempts = o.ok_auto @ j + o.caught + o.bad + o.stop @ j
+        attempts = o.ok_auto @ j + 2 * o.caught + o.bad + o.stop @ j  # a catch is redone
         put("ok", ok_a + o.caught + o.bad * o.phi_fail)
         put("ok_untouched", ok_a * (1 - o.phi_ok))
         put("cont", ok_a + o.caught + o.bad)
@@ -470,7 +494,7 @@ def _scalar_metrics(design: Design, outcomes: list[_Outcomes]) -> dict[str, np.n
             ck, rt = _human(stage, res)
             m_ok = _attempt_dist(stage, res).mean
             m_fail = _attempt_dist(stage, res, failed=True).mean if o.split else m_ok
-            mean = (attempts - failed) * m_ok + failed * m_fail + ck + routed * rt
+            mean = (attempts - failed) * m_ok + failed * m_fail + attempts * ck + routed * rt
             put(res, mean + waits if res == "latency" else mean)
     a = {k: np.stack(v, axis=-1) for k, v in cols.items()}
     reach = _exclusive_cumprod(a["cont"])
@@ -489,43 +513,36 @@ def _scalar_metrics(design: Design, outcomes: list[_Outcomes]) -> dict[str, np.n
     }
 
 
-def _paths(
+def _components(
     o: _Outcomes, *, success_required: bool, human_allowed: bool
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Weights of the paths a run may take through a stage and still count.
 
     Returns ``unrouted`` and ``routed`` (None when nothing is routed) for paths that go on, and
     ``stop`` (None when those runs do not count) for runs that end here, each of shape
-    (draws, nodes, attempts).
+    (draws, nodes, rows), on the rows of :func:`_path_laws` (a silent mistake is one attempt).
     """
-    unrouted = o.ok_auto * (1 - o.phi_ok)
+    m = o.ok_auto.shape[-1]
+    rows = m * (2 if o.split else 1) + (1 if o.redo else 0)
+    shape = (*o.ok_auto.shape[:-1], rows)
+    caught = rows - 1 if o.redo else 0
+    unrouted = np.zeros(shape)
+    unrouted[..., :m] = o.ok_auto * (1 - o.phi_ok)
     routed = None
     if human_allowed:
-        unrouted[..., 0] += o.caught * (1 - o.phi_ok)
+        unrouted[..., caught] += o.caught * (1 - o.phi_ok)
         if o.phi_ok or o.phi_fail:
-            routed = o.ok_auto * o.phi_ok
-            routed[..., 0] += o.caught * o.phi_ok + o.bad * o.phi_fail
+            routed = np.zeros(shape)
+            routed[..., :m] = o.ok_auto * o.phi_ok
+            routed[..., caught] += o.caught * o.phi_ok
+            routed[..., 0] += o.bad * o.phi_fail
     if success_required:
         return unrouted, routed, None
     unrouted[..., 0] += o.bad * (1 - o.phi_fail)
-    return unrouted, routed, o.stop
-
-
-def _components(
-    o: _Outcomes, *, success_required: bool, human_allowed: bool
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """:func:`_paths` laid out on the rows of :func:`_path_laws` (``2m`` when ``o.split``)."""
-    unrouted, routed, stop = _paths(
-        o, success_required=success_required, human_allowed=human_allowed
-    )
-    if not o.split:
-        return unrouted, routed, stop
-    zeros = np.zeros_like(unrouted)
-    return (
-        np.concatenate([unrouted, zeros], axis=-1),
-        None if routed is None else np.concatenate([routed, zeros], axis=-1),
-        None if stop is None else np.concatenate([zeros, stop], axis=-1),
-    )
+    stop = np.zeros(shape)
+    first = m if o.split else 0
+    stop[..., first : first + m] = o.stop
+    return unrouted, routed, stop
 
 
 def _mix(weights: np.ndarray, kernels: np.ndarray) -> np.ndarray:
@@ -577,7 +594,7 @@ def _quantiles(
         ck, rt = _human(s, resource)
         extra = float(_backoff(s, s.max_attempts)) if resource == "latency" else 0.0
         most = max(max(_attempt_dist(s, resource, failed=f).values) for f in (False, True))
-        max_total += s.max_attempts * most + extra + ck + rt
+        max_total += max(s.max_attempts, 2) * (most + ck) + extra + rt
         addends += s.max_attempts + 3
     if max_total == 0:
         return np.zeros((draws, len(_QUANTILES)))
@@ -595,9 +612,9 @@ def _quantiles(
             return fft.rfft(_on_lattice(_attempt_dist(s, resource, failed=failed), delta, size))
 
         base = np.stack(_path_laws(s, one, np.multiply))
-        for r in range(base.shape[0]):
-            wait = float(_backoff(s, r % s.max_attempts + 1)) if resource == "latency" else 0.0
-            base[r] = _shifted(base[r], wait + ck, delta, size)
+        for r, (attempts, wait) in enumerate(_rows(s)):
+            wait = wait if resource == "latency" else 0.0
+            base[r] = _shifted(base[r], wait + ck * attempts, delta, size)
         routed = _shifted(base, rt, delta, size) if s.routing else None
         kernels.append((base, routed))
     per_chunk = max(1, _CHUNK_ELEMENTS // (nodes * (size // 2 + 1)))
@@ -757,11 +774,10 @@ def _slo_axis(
     effective limit of split mass half a step beyond it, so the first stage with a spread law
     moves its totals by ``axis.shift`` steps: once for every path that carries spread mass.
     """
-    m = stage.max_attempts
-    rows = 2 * m if stage.splits_failed else m
+    rows = _rows(stage)
     size = axis.bins + 1
     if size == 1:
-        return np.ones((rows, 1)), np.ones((rows, 1))
+        return np.ones((len(rows), 1)), np.ones((len(rows), 1))
 
     def one(failed: bool) -> np.ndarray:
         return _on_lattice(_attempt_dist(stage, resource, failed=failed), axis.delta, size)
@@ -771,9 +787,9 @@ def _slo_axis(
 
     ck, rt = _human(stage, resource)
     plain = np.stack(_path_laws(stage, one, convolve))
-    for r in range(rows):
-        wait = float(_backoff(stage, r % m + 1)) if resource == "latency" else 0.0
-        plain[r] = _moved(plain[r], wait + ck, axis.delta)
+    for r, (attempts, wait) in enumerate(rows):
+        wait = wait if resource == "latency" else 0.0
+        plain[r] = _moved(plain[r], wait + ck * attempts, axis.delta)
     if index == axis.first_spread:
         plain = _split_step(plain, axis.shift)
     return plain, _moved(plain, rt, axis.delta)
@@ -1067,10 +1083,16 @@ def _monte_carlo(
         f = np.flatnonzero(alive & ~ok)  # first attempts that failed
         k = f.size
         p_f = p_run[f] if spread > 0 else np.full(k, rates[i])
-        catch = stage.checkpoint.catch_rate if stage.checkpoint else 0.0
-        caught = uniform(k) < catch
-        detected = ~caught & (uniform(k) < stage.p_detectable)
-        silent = ~caught & ~detected
+        c_silent, c_loud = _catch(stage)
+        loud = uniform(k) < stage.p_detectable
+        caught = uniform(k) < np.where(loud, c_loud, c_silent)
+        detected = loud & ~caught
+        silent = ~loud & ~caught
+        attempts = np.ones(size)
+        if stage.checkpoint is not None:  # a caught attempt is redone, and reviewed again
+            attempts[f[caught]] += 1
+            for res in _RESOURCES:
+                spent[res][f[caught]] += samplers[res](rng, int(caught.sum()))
         transient = detected & (uniform(k) < stage.p_transient)
         e = 0.0 if stage.idempotent else stage.p_side_effect_on_failure
         acts = (detected & (uniform(k) < e)).astype(np.int64)
@@ -1083,6 +1105,7 @@ def _monte_carlo(
                 spent[res][f[detected]] = failed_samplers[res](rng, int(detected.sum()))
         for j in range(2, stage.max_attempts + 1):
             r = np.flatnonzero(retrying)
+            attempts[f[r]] += 1
             draws = {res: samplers[res](rng, r.size) for res in _RESOURCES}
             spent["latency"][f[r]] += float(_backoff(stage, j) - _backoff(stage, j - 1))
             fixed = transient[r] & (uniform(r.size) < recover[r])
@@ -1105,7 +1128,7 @@ def _monte_carlo(
             routed[f[routed_bad]] = True
         for res in _RESOURCES:
             ck, rt = _human(stage, res)
-            totals[res] += (spent[res] + ck) * alive
+            totals[res] += (spent[res] + ck * attempts) * alive
             if stage.routing:
                 totals[res] += routed * rt
         bad[f[silent & ~routed_bad]] = True

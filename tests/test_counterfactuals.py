@@ -6,7 +6,6 @@ At 5 000 runs a design's success rate, and more so a small uplift, carries sampl
 about a point, so each check allows ``max(bar, 3 standard errors)``; the standard errors are
 computed over tasks (A and B share their tasks, so the uplift's is that of paired differences).
 ``benchmarks/counterfactuals.py`` prints the same table at 20 000 runs, where the bar decides.
-Levers that miss the bar at 20 000 runs for a known reason are marked ``xfail`` with it.
 """
 
 from __future__ import annotations
@@ -22,11 +21,6 @@ from failkit import synth
 from failkit.schema import Outcome
 
 WORLD = synth.World(n_tasks=1000, trials=5, seed=3)
-KNOWN_MISSES = {
-    "checkpoint every call": "synth redoes a caught call and reviews it again (up to twice per "
-    "round); a Design's checkpoint corrects it at once, with one review per stage: cost and "
-    "latency -9 %, success -1.8 points, uplift -20 % at 20k runs",
-}
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +38,7 @@ def _se(x: pd.Series) -> float:
     return float(x.std(ddof=1) / math.sqrt(len(x)))
 
 
-@pytest.mark.parametrize(
-    "lever",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_MISSES[name], strict=False))
-        if name in KNOWN_MISSES
-        else name
-        for name in cf.levers(WORLD)
-    ],
-)
+@pytest.mark.parametrize("lever", list(cf.levers(WORLD)))
 def test_lever_predicts_the_real_design(baseline: cf.Baseline, lever: str) -> None:
     b, change = cf.levers(WORLD, baseline.tool_slope)[lever]
     truth_b = cf.routed_truth(baseline.result) if b is None else synth.generate(WORLD, b).truth

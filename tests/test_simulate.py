@@ -131,8 +131,24 @@ def test_checkpoint_by_hand() -> None:
     assert got["success_rate"] == pytest.approx(0.8 + 0.2 * 0.75)
     assert got["human_touch_rate"] == pytest.approx(0.2 * 0.75)
     assert got["autonomous_success_rate"] == pytest.approx(0.8)
-    assert got["cost_usd_mean"] == pytest.approx(0.2 + 0.01)
-    assert got["latency_s_mean"] == pytest.approx(30.0)
+    # a caught attempt is redone and reviewed again: two attempts, two reviews
+    assert got["cost_usd_mean"] == pytest.approx(0.85 * 0.21 + 0.15 * 0.42)
+    assert got["latency_s_mean"] == pytest.approx(30.0 * (0.85 + 0.15 * 2))
+
+
+def test_checkpoint_reviews_every_attempt_and_catches_by_kind() -> None:
+    s = fk.Stage(name="x", p_success=0.8, p_detectable=0.5, p_recover=1.0, max_attempts=2)
+    d = fk.Design(stages=[s]).with_checkpoint(
+        "x", catch_rate=0.9, catch_rate_detectable=0.0, human_seconds=30, human_cost_usd=0.2
+    )
+    got = exact(d)
+    assert got["success_rate"] == pytest.approx(1 - 0.2 * 0.5 * 0.1)  # loud ones are retried
+    assert got["human_touch_rate"] == pytest.approx(0.2 * 0.5 * 0.9)
+    # reviews: one per attempt; the retry of a loud mistake and the redo of a caught one
+    assert got["cost_usd_mean"] == pytest.approx(0.2 * (1 + 0.1 + 0.09))
+    mc = values(fk.simulate(d, method="monte_carlo", n=200_000, seed=1))
+    assert mc["cost_usd_mean"] == pytest.approx(got["cost_usd_mean"], rel=0.01)
+    assert mc["success_rate"] == pytest.approx(got["success_rate"], abs=0.003)
 
 
 def test_routing_by_hand() -> None:
@@ -404,9 +420,9 @@ def test_a_checkpoint_that_catches_nothing_only_costs(
     changed = {m for m in a if m.startswith(("cost_usd", "latency_s", "slo_"))}
     for metric in set(a) - changed:
         assert b[metric] == pytest.approx(a[metric], abs=1e-12), metric
-    # Every run reaching the stage pays 7 s and 0.10 USD of review, nothing else changes.
+    # Every attempt of a run reaching the stage pays 7 s and 0.10 USD of review, nothing else.
     extra_cost = b["cost_usd_mean"] - a["cost_usd_mean"]
-    assert 0 < extra_cost <= 0.1 + 1e-12
+    assert 0 < extra_cost <= 0.1 * design.stage(name).max_attempts + 1e-12
     assert b["latency_s_mean"] - a["latency_s_mean"] == pytest.approx(70 * extra_cost)
 
 
