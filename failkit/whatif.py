@@ -153,6 +153,7 @@ def _apply(
             design = design.with_checkpoint(
                 stage,
                 catch_rate=float(new["catch_rate"]),
+                catch_rate_detectable=cp.catch_rate_detectable,
                 human_seconds=cp.human_seconds,
                 human_cost_usd=cp.human_cost_usd,
             )

@@ -58,6 +58,15 @@ def test_estimates_what_synth_built(design: fk.Design) -> None:
     assert design.stage("tool_selection").parse_failure_share == 0.0
 
 
+def test_failed_attempts_have_their_own_laws(design: fk.Design) -> None:
+    te = design.stage("tool_execution")
+    assert te.latency_s_failed is not None and te.cost_usd_failed is not None
+    # timeouts last the 30 s timeout: failed tool calls are slower on average than good ones
+    assert te.latency_s_failed.mean > 3 * te.latency_s.mean
+    assert max(te.latency_s_failed.values) > 25.0
+    assert design.stage(OVERHEAD).latency_s_failed is None  # never fails
+
+
 def test_reproduces_the_runs_it_was_estimated_from(
     runs: tuple[synth.SynthResult, fk.TraceStore], design: fk.Design
 ) -> None:
