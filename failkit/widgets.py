@@ -285,7 +285,7 @@ class Explorer:
                 widget.disabled = not checkpoint.value
         changed = whatif.apply_levers(self.base_design, settings)
         current = changed.with_name(CURRENT)
-        if current != self.current_design:  # else (a disabled control, keep) reuse its frames
+        if current != self.current_design:  # unchanged (a disabled control, keep): reuse frames
             self.current_design = current
             self._sims[CURRENT] = self._simulate(current)
             self._waterfalls[CURRENT] = whatif.waterfall(current)
