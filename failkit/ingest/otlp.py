@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from failkit.ingest.base import Staging, read_head
+from failkit.ingest.otlp_arrow import parse_requests
 from failkit.ingest.otlp_docs import document_lines, is_protobuf_request, protobuf_lines
 
 Encoding = Literal["jsonl", "document", "protobuf"]
@@ -44,6 +45,9 @@ BATCH_BYTES = 1 << 20
 _REQUEST = re.compile(rb'\{\s*"resource(Spans|_spans)"\s*:')
 _CONSOLE = re.compile(rb'\{\s*"name"\s*:.*?"context"\s*:\s*\{\s*"trace_id"\s*:\s*"0x', re.S)
 _LINES = "fk_otlp_lines"
+_NO_BAD_LINES = (
+    "CREATE OR REPLACE TEMP TABLE fk_otlp_bad (line_no BIGINT, problem VARCHAR, raw VARCHAR)"
+)
 LINES_SCHEMA = pa.schema([("line_no", pa.int64()), ("line", pa.large_binary())])
 
 # The explicit DuckDB type of a request line (never inferred: pitfall 3). Attribute values
@@ -108,21 +112,24 @@ class OtlpAdapter:
         """
         encoding = sniff_encoding(read_head(stage.path)) or "jsonl"
         con = stage.con
-        con.execute(_sql("otlp_macros.sql"))
-        con.execute(  # the type is a constant, not input
-            "CREATE OR REPLACE TEMP MACRO fk_otlp_parse(line) AS "
-            f"json_transform(line, '{json.dumps(REQUEST_TYPE)}')"
-        )
         con.execute(
             "SET VARIABLE fk_otlp_unit = ?", ["request " if encoding == "protobuf" else "line "]
         )
+        values = _Values(con)
         if encoding == "jsonl":
             with stage.open() as f:
-                for block in line_blocks(f):
-                    _stage_lines(con, block)
+                for first_line, data in line_blocks(f, BLOCK_BYTES):
+                    requests = parse_requests(data, first_line)
+                    if requests is None:
+                        values.use("json")
+                        _stage_lines(con, _split_lines(data, first_line))
+                    else:
+                        values.use("arrow")
+                        _stage_requests(con, requests)
         else:
             with stage.open() as f:
                 data = f.read()
+            values.use("json")
             if encoding == "protobuf":
                 _stage_lines(con, protobuf_lines(data, stage.path))
             else:
@@ -130,8 +137,29 @@ class OtlpAdapter:
         con.execute("DROP TABLE IF EXISTS temp.fk_otlp_bad")
 
 
+class _Values:
+    """Which macro set reads attribute values: DuckDB-parsed JSON text or pyarrow structs."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.current: str | None = None
+
+    def use(self, kind: Literal["json", "arrow"]) -> None:
+        """Define the macros of ``sql/otlp_{kind}_values.sql``, then those using them."""
+        if kind == self.current:
+            return
+        self.con.execute(_sql(f"otlp_{kind}_values.sql"))
+        if kind == "json":
+            self.con.execute(  # the type is a constant, not input
+                "CREATE OR REPLACE TEMP MACRO fk_otlp_parse(line) AS "
+                f"json_transform(decode(line), '{json.dumps(REQUEST_TYPE)}')"
+            )
+        self.con.execute(_sql("otlp_macros.sql"))
+        self.current = kind
+
+
 def _stage_lines(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
-    """Stage a table of request lines ``(line_no, line)``: bad lines, then spans."""
+    """Stage a table of request lines ``(line_no, line)`` of JSON text: bad lines, then spans."""
     con.register(_LINES, lines)
     try:
         con.execute(_sql("otlp_bad.sql"))
@@ -140,12 +168,20 @@ def _stage_lines(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
         con.unregister(_LINES)
 
 
-def line_blocks(f: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[pa.Table]:
-    """The lines of a byte stream as Arrow tables ``(line_no, line)`` of whole lines.
+def _stage_requests(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> None:
+    """Stage a table of requests ``(line_no, line)`` parsed by pyarrow (no bad lines)."""
+    con.execute(_NO_BAD_LINES)
+    con.register(_LINES, requests)
+    try:
+        con.execute(_sql("otlp_spans.sql"))
+    finally:
+        con.unregister(_LINES)
 
-    Lines stay bytes (DuckDB checks UTF-8 and skips blank lines). A table holds about
-    ``block_bytes`` in record batches of about :data:`BATCH_BYTES`, which DuckDB's threads
-    share.
+
+def line_blocks(f: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
+    """The bytes of a stream in blocks of about ``block_bytes`` of whole lines.
+
+    Yields ``(number of the block's first line, bytes)``.
     """
     first_line = 1
     pending: list[bytes] = []
@@ -158,9 +194,8 @@ def line_blocks(f: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[pa.Tab
         data = b"".join([*pending, chunk[:end]]) if chunk else b"".join(pending)
         pending = [chunk[end:]] if chunk else []
         if data:
-            table = _split_lines(data, first_line)
-            first_line += table.num_rows
-            yield table
+            yield first_line, data
+            first_line += data.count(b"\n") + (not data.endswith(b"\n"))
         if not chunk:
             return
 

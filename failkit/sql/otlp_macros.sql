@@ -1,6 +1,6 @@
 -- Macros that read OTLP JSON (ExportTraceServiceRequest) into failkit's span columns.
--- Created once per load (temp), used by otlp_bad.sql and otlp_spans.sql. failkit/ingest/otlp.py
--- adds fk_otlp_parse(line), the request with its explicit type.
+-- Created once per load (temp), used by otlp_bad.sql and otlp_spans.sql, after one of the value
+-- macro sets (see below).
 
 -- A hex id as lowercase text; base64 ids (protobuf's json_format) become hex (pitfall 1).
 CREATE OR REPLACE TEMP MACRO fk_otlp_id(x) AS nullif(CASE
@@ -22,55 +22,14 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_iso(ns) AS
     strftime(fk_otlp_ts(ns), '%Y-%m-%dT%H:%M:%S.%fZ');
 
 -- Attribute lists become "key":value texts, joined into flat JSON objects (keys with dots
--- stay top-level keys). Values arrive as compact JSON text ({"stringValue":"x"}): scalars are
--- cut out of that text without parsing; only arrays, kvlists, bytes and odd integers are
--- parsed. DuckDB evaluates every branch of a CASE inside a lambda for every element, so the
--- two kinds go through separate lists.
-
--- Where a scalar starts in a value's text; NULL for arrays, kvlists, bytes, empty values.
-CREATE OR REPLACE TEMP MACRO fk_otlp_at(v) AS CASE
-    WHEN starts_with(v, '{"stringValue":') THEN 16
-    WHEN starts_with(v, '{"intValue":"') THEN 14
-    WHEN starts_with(v, '{"intValue":') THEN 13
-    WHEN starts_with(v, '{"doubleValue":') THEN 16
-    WHEN starts_with(v, '{"boolValue":') THEN 14 END;
-
--- Each KeyValue as {k: JSON key text (`prefix` before the key), v: value text, f: the value's
--- JSON cut out of v (an int64 without its quotes), NULL when v needs parsing (not a scalar,
--- or an integer not written as a plain decimal)}.
-CREATE OR REPLACE TEMP MACRO fk_otlp_items(kvs, prefix) AS list_transform(
-    list_transform(kvs, lambda kv: {
-        'k': to_json(prefix || kv.key), 'v': kv.value,
-        'c': substr(kv.value, fk_otlp_at(kv.value), length(kv.value) - fk_otlp_at(kv.value)
-                    - starts_with(kv.value, '{"intValue":"')::INTEGER),
-        'i': starts_with(kv.value, '{"intValue":')}),
-    lambda x: {'k': x.k, 'v': x.v, 'f': CASE
-        WHEN x.i AND try_cast(x.c AS HUGEINT)::VARCHAR IS DISTINCT FROM x.c THEN NULL
-        ELSE x.c END});
-
--- JSON text of a value inside an array or kvlist: scalars as JSON, arrays and kvlists kept
--- as OTLP JSON.
-CREATE OR REPLACE TEMP MACRO fk_otlp_element(e) AS coalesce(
-    try_cast(e->>'$.intValue' AS HUGEINT)::VARCHAR,
-    CASE WHEN starts_with(e, '{"arrayValue":') OR starts_with(e, '{"kvlistValue":') THEN e END,
-    json_extract(e, '$.*')[1]::VARCHAR, 'null');
-
--- JSON text of a value that needs parsing: arrays as JSON arrays and kvlists as JSON objects
--- of their scalars' JSON (values nested deeper stay OTLP JSON), bytes as their base64
--- string, integers exactly (never through a double, pitfall 2; text that is no integer as a
--- string).
-CREATE OR REPLACE TEMP MACRO fk_otlp_slow(v) AS CASE
-    WHEN starts_with(v, '{"arrayValue":') THEN '[' || array_to_string(list_transform(
-        json_transform(v, '{"arrayValue": {"values": ["JSON"]}}').arrayValue."values",
-        lambda e: fk_otlp_element(e)), ',') || ']'
-    WHEN starts_with(v, '{"kvlistValue":') THEN '{' || array_to_string(list_transform(
-        json_transform(v, '{"kvlistValue": {"values": [{"key": "VARCHAR", "value": "JSON"}]}}')
-            .kvlistValue."values",
-        lambda e: to_json(e.key) || ':' || fk_otlp_element(e.value)), ',') || '}'
-    WHEN starts_with(v, '{"bytesValue":') THEN substr(v, 15, length(v) - 15)
-    WHEN starts_with(v, '{"intValue":') THEN coalesce(
-        try_cast(v->>'$.intValue' AS HUGEINT)::VARCHAR, to_json(v->>'$.intValue'))
-    ELSE 'null' END;
+-- stay top-level keys). How a value becomes JSON text depends on how the request was parsed:
+-- otlp_json_values.sql (DuckDB, values as JSON text) or otlp_arrow_values.sql (pyarrow, values
+-- as typed structs) define, for a KeyValue list `kvs` and a value `v`:
+-- fk_otlp_items(kvs, prefix): list of {k: JSON key text, v: value, f: the value's JSON when it
+--   is a scalar, NULL when it needs fk_otlp_slow(v)}; fk_otlp_slow(v): JSON of any value;
+-- fk_otlp_str(v): a string value; fk_otlp_first(v): JSON text of a value's first field.
+-- DuckDB evaluates every branch of a CASE inside a lambda for every element, so the two kinds
+-- go through separate lists.
 
 -- The inside of the flat JSON object of a KeyValue list given its items; NULL if empty.
 CREATE OR REPLACE TEMP MACRO fk_otlp_inner(items) AS nullif(array_to_string(list_concat(
@@ -102,7 +61,7 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_events(events, pairs) AS CASE WHEN len(even
 
 -- The string value of the first attribute named `name` in a KeyValue list.
 CREATE OR REPLACE TEMP MACRO fk_otlp_get(kvs, name) AS
-    list_filter(kvs, lambda kv: kv.key = name)[1].value->>'$.stringValue';
+    fk_otlp_str(list_filter(kvs, lambda kv: kv.key = name)[1].value);
 
 -- OpenInference flattened messages (llm.input_messages.{i}.message.*): (index, field, value).
 CREATE OR REPLACE TEMP MACRO fk_oi_items(kvs, prefix) AS list_transform(
@@ -110,7 +69,7 @@ CREATE OR REPLACE TEMP MACRO fk_oi_items(kvs, prefix) AS list_transform(
     lambda kv: {
         'i': try_cast(split_part(substr(kv.key, length(prefix) + 1), '.', 1) AS INTEGER),
         'f': regexp_replace(substr(kv.key, length(prefix) + 1), '^[0-9]+\.(message\.)?', ''),
-        'v': coalesce(json_extract(kv.value, '$.*')[1], kv.value)::VARCHAR});
+        'v': fk_otlp_first(kv.value)});
 
 -- Those items as a JSON list of message objects ordered by the numeric index, so .10 comes
 -- after .9 (pitfall 10); NULL when there are none.

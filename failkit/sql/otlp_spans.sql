@@ -1,10 +1,12 @@
--- Stage the spans of OTLP JSON request lines fk_otlp_lines(line_no BIGINT, line BLOB),
--- skipping the blank and bad lines in fk_otlp_bad (otlp_bad.sql). Needs the macros of
--- otlp_macros.sql and the variable fk_otlp_unit ('line ' or 'request ') naming a line_no.
+-- Stage the spans of OTLP request lines fk_otlp_lines(line_no BIGINT, line), skipping the
+-- blank and bad lines in fk_otlp_bad (otlp_bad.sql). `line` is JSON text (BLOB) with the
+-- macros of otlp_json_values.sql, or the request parsed by pyarrow with those of
+-- otlp_arrow_values.sql; both need otlp_macros.sql and the variable fk_otlp_unit ('line ' or
+-- 'request ') naming a line_no.
 
 INSERT INTO stage_spans
 WITH requests AS (
-    SELECT line_no, fk_otlp_parse(decode(line)) AS j
+    SELECT line_no, fk_otlp_parse(line) AS j
     FROM fk_otlp_lines ANTI JOIN fk_otlp_bad USING (line_no)
 ),
 resources AS (
@@ -20,9 +22,9 @@ scopes AS (
 ),
 flat AS (
     -- every span with the resource.* and otel.scope.* attributes of its request
-    SELECT line_no, r, c, concat_ws(',', resource_pairs,
+    SELECT line_no, r, c, nullif(concat_ws(',', resource_pairs,
                '"otel.scope.name":' || to_json(ss.scope.name),
-               '"otel.scope.version":' || to_json(ss.scope.version)) AS context,
+               '"otel.scope.version":' || to_json(ss.scope.version)), '') AS context,
            generate_subscripts(ss.spans, 1) AS k, unnest(ss.spans) AS s
     FROM scopes
 ),
@@ -33,7 +35,7 @@ objs AS (
     -- all attributes as one flat JSON object
     SELECT line_no, r, c, k, s,
         '{' || concat_ws(',', fk_otlp_inner(items), context,
-            '"otel.span.kind":' || to_json(CASE upper(s.kind)
+            '"otel.span.kind":' || to_json(CASE upper(s.kind::VARCHAR)
                 WHEN '1' THEN 'internal' WHEN 'SPAN_KIND_INTERNAL' THEN 'internal'
                 WHEN '2' THEN 'server' WHEN 'SPAN_KIND_SERVER' THEN 'server'
                 WHEN '3' THEN 'client' WHEN 'SPAN_KIND_CLIENT' THEN 'client'
@@ -107,9 +109,9 @@ SELECT
     fk_otlp_ts(end_ns) AS end_time,
     (end_ns - start_ns) / 1e9 AS duration_s,
     CASE
-        WHEN upper(s.status.code) IN ('2', 'STATUS_CODE_ERROR')
+        WHEN upper(s.status.code::VARCHAR) IN ('2', 'STATUS_CODE_ERROR')
             OR upper(a."langfuse.observation.level") = 'ERROR' THEN 'error'
-        WHEN upper(s.status.code) IN ('1', 'STATUS_CODE_OK') THEN 'ok'
+        WHEN upper(s.status.code::VARCHAR) IN ('1', 'STATUS_CODE_OK') THEN 'ok'
         ELSE 'unset' END AS status,
     coalesce(a."error.type", fk_otlp_get(exc, 'exception.type')) AS error_type,
     -- an empty status message falls back to the exception (pitfall 8); a LangChain message's

@@ -21,8 +21,9 @@ from conftest import sample
 
 import failkit as fk
 from failkit.errors import FormatError
-from failkit.ingest import detect
+from failkit.ingest import detect, otlp
 from failkit.ingest.otlp import sniff_encoding
+from failkit.ingest.otlp_arrow import parse_requests
 
 ENCODINGS = ["otlp.jsonl", "otlp.pb", "pb-json_format.json", "console.txt"]
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in unix nanoseconds
@@ -584,6 +585,80 @@ def test_attribute_values(tmp_path: Path) -> None:
     assert attrs["k.kv"] == {"x": 0.5}
     assert (attrs["k.bytes"], attrs["k.lead0"], attrs["k.notint"]) == ("AAE=", 7, "n/a")
     assert attrs["k.empty"] is None and attrs["k.quote"] == 'say "hi"\n'
+
+
+# -- the two parsers: pyarrow for blocks of well-formed lines, DuckDB for the rest ------------
+SCALAR_SHAPES = {
+    "s": "caf\u00e9 \"q\"\n\\", "i": 2**62 + 1, "neg": -3, "d": 0.1, "tiny": 1e-300,
+    "whole": 2.0, "t": True, "f": False, "arr": ["a", 5, 0.5, True], "empty_arr": [],
+    "kv": {"x": 0.5, "y": "z", "n": 7}, "gen_ai.tool.name": "search", "llm.model_name": "m",
+}  # fmt: skip
+RAW_SHAPES = {
+    "bytes": {"bytesValue": "AAE="}, "lead0": {"intValue": "007"}, "plus": {"intValue": "+4"},
+    "notint": {"intValue": "n/a"}, "huge": {"intValue": "9" * 40}, "nothing": {},
+    "arr_bytes": {"arrayValue": {"values": [{"bytesValue": "AAE="}, {"intValue": "08"}]}},
+    "no_values": {"arrayValue": {}},
+}  # fmt: skip
+
+
+def _shapes_line(sid: str) -> dict[str, Any]:
+    """A request whose span and event carry attribute values of every shape pyarrow reads."""
+    s = span(sid, attrs=SCALAR_SHAPES, events=[exception("E", "boom")],
+             status={"code": 2, "message": ""})  # fmt: skip
+    s["kind"] = 3
+    s["attributes"] += [{"key": k, "value": v} for k, v in RAW_SHAPES.items()]
+    s["events"][0]["attributes"] += [{"key": k, "value": v} for k, v in RAW_SHAPES.items()]
+    s["events"].append({"timeUnixNano": str(T0), "name": "note", "attributes": kvs({"k": 1})})
+    return request(s, resource={"service.name": "svc", "pid": 12, "tags": ["a", "b"]})
+
+
+def test_pyarrow_and_duckdb_parsers_give_identical_spans(tmp_path: Path) -> None:
+    """The same requests read by pyarrow, and by DuckDB (a blank line makes pyarrow step aside)."""
+    lines = [json.dumps(_shapes_line(sid)) for sid in ("a", "b")]
+    fast = write(tmp_path / "fast.otlp.jsonl", *lines)
+    careful = write(tmp_path / "careful.otlp.jsonl", lines[0], "", lines[1])
+    assert parse_requests(fast.read_bytes(), 1) is not None
+    assert parse_requests(careful.read_bytes(), 1) is None
+    frames = [_key_frame(path) for path in (fast, careful)]
+    pd.testing.assert_frame_equal(frames[0][KEY_COLUMNS], frames[1][KEY_COLUMNS])
+    row = frames[0].set_index("span_id").loc["a"]
+    attrs = json.loads(row["attributes"])
+    assert {k: attrs[k] for k in SCALAR_SHAPES} == SCALAR_SHAPES
+    raw = ["AAE=", 7, 4, "n/a", "9" * 40, None, ["AAE=", 8], []]
+    assert [attrs[k] for k in RAW_SHAPES] == raw
+    assert (attrs["resource.pid"], attrs["resource.tags"]) == (12, ["a", "b"])
+    assert (row["tool_name"], row["model"], row["status"]) == ("search", "m", "error")
+    assert (row["error_type"], row["error_message"]) == ("E", "boom")
+    assert [e["name"] for e in json.loads(row["events"])] == ["exception", "note"]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        '{"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": "SPAN_KIND_SERVER"}]}]}]}',
+        json.dumps(request(span("n", ints="num"))),  # int64 as JSON numbers
+        json.dumps(request(span("d", attrs={"nested": [[1], {"k": "v"}]}))),
+        "",
+        "{}",
+        '{"resourceSpans": []} {"resourceSpans": []}',
+        '{"resourceSpans": [], "resourceSpans": []}',
+    ],
+)
+def test_blocks_pyarrow_refuses_are_read_carefully(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd: str
+) -> None:
+    """Tiny blocks: the odd line's block goes to DuckDB, later blocks keep their line numbers."""
+    monkeypatch.setattr(otlp, "BLOCK_BYTES", 16)
+    good = [json.dumps(request(span(sid))) for sid in ("a", "b")]
+    bad_span = json.dumps(request({**span("c"), "traceId": ""}))
+    path = write(tmp_path / "t.otlp.jsonl", good[0], odd, good[1], bad_span)
+    assert parse_requests(odd.encode() + b"\n", 2) is None
+    with open(path, "rb") as f:
+        assert [n for n, _ in otlp.line_blocks(f, 16)][-2:] == [3, 4]
+    store, _ = load(path)
+    assert {"a", "b"} <= set(store.spans_df()["span_id"])
+    q = store.quarantine_df().set_index("position")["reason"]
+    assert q["line 4 span 1"].startswith("missing trace_id")
 
 
 @pytest.mark.parametrize(
