@@ -50,6 +50,7 @@ skip = set(skip.split(","))
 times = {}
 def lap(name, t0):
     times[name] = time.perf_counter() - t0
+    print(name, round(times[name], 1), file=sys.stderr, flush=True)
     return time.perf_counter()
 t = start = time.perf_counter()
 if engine == "duckdb":
@@ -70,7 +71,9 @@ else:
     import warnings
     warnings.simplefilter("ignore", FutureWarning)  # PySpark 4 about pandas 3
     from failkit.spark import SparkBackend, local_session
-    spark = local_session(cores=2, shuffle_partitions=int(partitions), driver_memory="6g")
+    spark = local_session(
+        cores=2, shuffle_partitions=int(partitions), driver_memory="8g", max_result_size="6g"
+    )
     t = lap("session", t)
     sb = SparkBackend(spark, lake)
     st = sb.steps().cache()
@@ -141,10 +144,11 @@ def _tree_rss_kb(pid: int) -> int:
 def run(engine: str, lake: Path, partitions: int, skip: str) -> dict:
     """One pipeline run in a child process, with the peak RSS of its process tree."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    log = OUT / f"{lake.name}_{engine}.log"
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, engine, str(lake), str(partitions), skip],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("w"),
         env=env,
         text=True,
     )
@@ -161,7 +165,7 @@ def run(engine: str, lake: Path, partitions: int, skip: str) -> dict:
     out, _ = child.communicate()
     sampler.join()
     if child.returncode:
-        raise SystemExit(f"{engine} run failed (exit {child.returncode})")
+        raise SystemExit(f"{engine} run failed (exit {child.returncode}), see {log}")
     return {**json.loads(out.strip().splitlines()[-1]), "peak_rss_mb": peak / 1024}
 
 

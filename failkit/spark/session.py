@@ -39,7 +39,13 @@ def require_pyspark() -> Any:
     return pyspark
 
 
-def local_session(*, cores: int = 2, shuffle_partitions: int = 4, driver_memory: str = "2g") -> Any:
+def local_session(
+    *,
+    cores: int = 2,
+    shuffle_partitions: int = 4,
+    driver_memory: str = "2g",
+    max_result_size: str = "1g",
+) -> Any:
     """A local-mode SparkSession set up for failkit (UTC, Arrow, no UI), for tests and laptops.
 
     On a cluster, build the session as usual and pass it to
@@ -50,6 +56,9 @@ def local_session(*, cores: int = 2, shuffle_partitions: int = 4, driver_memory:
         cores: worker threads (``local[cores]``).
         shuffle_partitions: ``spark.sql.shuffle.partitions`` (a few per core).
         driver_memory: ``spark.driver.memory`` (the driver is the executor in local mode).
+        max_result_size: ``spark.driver.maxResultSize``, the most a collect may bring back
+            (the failure steps that :meth:`SparkBackend.failure_modes` collects are about a
+            third of the steps).
 
     Raises:
         FailkitError: PySpark or Java is missing.
@@ -68,6 +77,7 @@ def local_session(*, cores: int = 2, shuffle_partitions: int = 4, driver_memory:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", driver_memory)
+        .config("spark.driver.maxResultSize", max_result_size)
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
