@@ -19,6 +19,8 @@ what one call of a failkit function needs, and the partition runs that same func
 - :meth:`SparkBackend.design` collects the steps and runs
   :func:`failkit.estimate.estimate_design` (it walks every run's chain of stages).
 
+:mod:`failkit.spark.ingest` writes the lake from raw trace files the same way.
+
 Results are the DuckDB path's, row for row (``tests/test_spark.py`` checks it).
 """
 
@@ -120,7 +122,8 @@ class SparkBackend:
 
     Args:
         spark: a SparkSession (session time zone UTC; executors with failkit installed).
-        lake: a lake directory or URL Spark can read (``store.export_parquet`` wrote it).
+        lake: a lake directory or URL Spark can read (written by ``store.export_parquet`` or
+            :func:`failkit.spark.ingest_to_lake`).
         manifest: the lake's row counts per table; read from ``lake`` when it is a local
             directory, required otherwise.
     """
