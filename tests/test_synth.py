@@ -28,7 +28,7 @@ from failkit.synth import (
 )
 from failkit.synth.catalog import MODE_INDEX
 from failkit.synth.engine import NO_MODE, ROLE_CALL, ROLE_FINAL, ROLE_PLAN, ROLE_TOOL, mode_rates
-from failkit.synth.judge import JUDGE_COLUMNS, JUDGE_NAME
+from failkit.synth.judge import JUDGE_COLUMNS, JUDGE_NAME, VAGUE_COMMENTS
 from failkit.synth.render import misspell
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -614,9 +614,9 @@ def test_judge_comments_describe_the_run_without_naming_the_mode(big: SynthResul
     assert (wordings >= 10).all()
     codes = j.loc[j["failure_mode"] == "hallucination", "comment"].str.contains(r"ZX-\d{4}")
     assert codes.mean() > 0.3
-    vague = ~text.str.contains(r"plan|tool|function|argument|parameter|input|answer|repl|respons")
+    vague = text.str.contains("|".join(re.escape(v.lower()) for v in VAGUE_COMMENTS))
     v = big.world.judge_vague
-    assert abs(vague.sum() - v * len(j)) <= SIGMAS * np.sqrt(len(j) * v * (1 - v)) + 0.01 * len(j)
+    assert abs(vague.sum() - v * len(j)) <= SIGMAS * np.sqrt(len(j) * v * (1 - v))
 
 
 def test_judge_settings_do_not_change_the_traces(tmp_path: Path) -> None:

@@ -127,7 +127,7 @@ _PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 """How the judge words each silent mistake: a statement of the problem, then a detail
 (either may be any of its variants); slots are filled from the run."""
 
-_VAGUE = (
+VAGUE_COMMENTS = (
     "The response does not do what the user asked.",
     "Not what the user wanted.",
     "Task not completed correctly.",
@@ -222,7 +222,7 @@ def judge(
         mode = truth["failure_mode"].iat[run]
         d = draws[run]
         if d[1] < world.judge_vague:
-            core = _pick(_VAGUE, d[2])
+            core = _pick(VAGUE_COMMENTS, d[2])
         else:
             task = int(pop.run_task[run])
             fill: Callable[[int, int], dict[str, Any]] = getattr(facts, mode)
