@@ -19,14 +19,14 @@ import duckdb
 import pandas as pd
 
 from failkit.errors import FailkitError, StoreLockedError
-from failkit.ingest.base import STAGE_TABLES, Adapter, Staging, is_gzip
+from failkit.ingest.base import STAGE_TABLES, Adapter, Staging, create_stage_tables, is_gzip
 from failkit.ingest.detect import detect, get_adapter
 from failkit.schema import (
     INGEST_COLUMNS,
-    LABEL_COLUMNS,
+    QUARANTINE_RAW_CHARS,
     SCHEMA_VERSION,
-    SPAN_COLUMNS,
     TABLES,
+    Column,
     create_table_sql,
     names,
 )
@@ -305,91 +305,142 @@ class TraceStore:
             )
         started = datetime.now(UTC).replace(tzinfo=None)
         t0 = time.perf_counter()
-        con = self.con
+        load = _Load(self.con, ingest_id, label)
         try:
             # Staging touches only this connection's temp tables, so it runs before the
             # transaction: an adapter may try a fast read and fall back after an error.
-            for table, columns in STAGE_TABLES.items():
-                con.execute(create_table_sql(table, columns, temp=True))
-            fill(Staging(con, path or Path(label)))
-            con.execute("BEGIN TRANSACTION")
-            try:
-                counts = self._validate_and_insert(ingest_id, label, fmt)
-                seconds = time.perf_counter() - t0
-                con.execute(
-                    f"INSERT INTO ingests ({', '.join(names(INGEST_COLUMNS))}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [ingest_id, label, fmt, sha, started, seconds, *counts],
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            # The transaction begins at the first flush (see Staging.flush).
+            fill(Staging(self.con, path or Path(label), on_flush=load.flush_if_big))
+            load.finish()
+            seconds = time.perf_counter() - t0
+            self.con.execute(
+                f"INSERT INTO ingests ({', '.join(names(INGEST_COLUMNS))}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [ingest_id, label, fmt, sha, started, seconds, *load.counts],
+            )
+            self.con.execute("COMMIT")
+        except BaseException:
+            if load.in_transaction:
+                self.con.execute("ROLLBACK")
+            raise
         finally:
-            for table in STAGE_TABLES:
-                con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+            load.drop_tables()
         return dict(
-            zip(REPORT_COLUMNS, [label, fmt, "loaded", *counts, seconds, ingest_id], strict=False)
+            zip(
+                REPORT_COLUMNS,
+                [label, fmt, "loaded", *load.counts, seconds, ingest_id],
+                strict=False,
+            )
         )
 
-    def _validate_and_insert(self, ingest_id: str, path: str, fmt: str) -> tuple[int, int, int]:
+
+FLUSH_ROWS = 200_000
+"""Staged rows above which :meth:`Staging.flush` moves them into the store's tables."""
+_LOAD_TABLES = ("fk_touched", "fk_run_meta", "stage_rejects", "affected", "old_traces")
+
+
+class _Load:
+    """The commit side of one load: staged rows flushed into the tables, chunk by chunk,
+    in one transaction; the runs they touch rebuilt once at the end."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, ingest_id: str, path: str) -> None:
+        self.con, self.ingest_id, self.path = con, ingest_id, path
+        self.in_transaction = False
+        self.read = self.quarantined = 0
+        create_stage_tables(con)
+        con.execute("CREATE OR REPLACE TEMP TABLE fk_touched (trace_id VARCHAR)")
+        con.execute(create_table_sql("fk_run_meta", STAGE_TABLES["stage_traces"], temp=True))
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """(rows read, loaded, quarantined) so far."""
+        return self.read, self.read - self.quarantined, self.quarantined
+
+    def flush_if_big(self) -> None:
+        """Flush when the staged rows are many enough to be worth a round."""
+        if sum(_count(self.con, t) for t in STAGE_TABLES) >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Validate the staged rows, insert the good ones and quarantine the rest; empty
+        the staging tables. Opens the load's transaction the first time."""
         con = self.con
-        read = sum(_count(con, t) for t in STAGE_TABLES)
+        if not self.in_transaction:
+            con.execute("BEGIN TRANSACTION")
+            self.in_transaction = True
+        self.read += sum(_count(con, t) for t in STAGE_TABLES)
+        con.execute("SET VARIABLE fk_ingest_id = ?", [self.ingest_id])
         con.execute(_sql("validate_stage.sql"))
         con.execute(
-            """
+            f"""
             INSERT INTO quarantine
             SELECT ?, ?, position, reason, raw FROM stage_quarantine
             UNION ALL
-            SELECT ?, ?, s.position, r.reason, left(to_json(s)::VARCHAR, 2000)
+            SELECT ?, ?, s.position, r.reason, {_raw("stage_spans")}
             FROM stage_rejects r JOIN stage_spans s ON r.tbl = 'stage_spans' AND s.rowid = r.rid
             UNION ALL
-            SELECT ?, ?, s.position, r.reason, left(to_json(s)::VARCHAR, 2000)
+            SELECT ?, ?, s.position, r.reason, {_raw("stage_labels")}
             FROM stage_rejects r JOIN stage_labels s ON r.tbl = 'stage_labels' AND s.rowid = r.rid
             UNION ALL
-            SELECT ?, ?, s.position, r.reason, left(to_json(s)::VARCHAR, 2000)
+            SELECT ?, ?, s.position, r.reason, {_raw("stage_traces")}
             FROM stage_rejects r JOIN stage_traces s ON r.tbl = 'stage_traces' AND s.rowid = r.rid
             """,
-            [ingest_id, path] * 4,
+            [self.ingest_id, self.path] * 4,
         )
-        span_cols = ", ".join(f'"{c}"' for c in names(SPAN_COLUMNS) if c != "ingest_id")
+        for table, stage in (("spans", "stage_spans"), ("labels", "stage_labels")):
+            self._insert_good(table, stage, TABLES[table])
+        # run metadata waits for the end, where the runs are rebuilt (in file order)
+        con.execute("INSERT INTO fk_run_meta SELECT * FROM stage_traces")
         con.execute(
-            f"""
-            INSERT INTO spans ({span_cols}, ingest_id)
-            SELECT {span_cols}, ? FROM stage_spans
-            WHERE rowid NOT IN (SELECT rid FROM stage_rejects WHERE tbl = 'stage_spans')
-            """,
-            [ingest_id],
+            """
+            INSERT INTO fk_touched SELECT DISTINCT trace_id FROM (
+                SELECT trace_id FROM stage_spans UNION ALL SELECT trace_id FROM stage_labels
+                UNION ALL SELECT trace_id FROM stage_traces)
+            """
         )
-        label_cols = ", ".join(f'"{c}"' for c in names(LABEL_COLUMNS) if c != "ingest_id")
-        con.execute(
+        self.quarantined += _count(con, "stage_quarantine") + _count(con, "stage_rejects")
+        create_stage_tables(con)
+
+    def _insert_good(self, table: str, stage: str, columns: tuple[Column, ...]) -> None:
+        cols = ", ".join(f'"{c}"' for c in names(columns) if c != "ingest_id")
+        self.con.execute(
             f"""
-            INSERT INTO labels ({label_cols}, ingest_id)
-            SELECT {label_cols}, ? FROM stage_labels
-            WHERE rowid NOT IN (SELECT rid FROM stage_rejects WHERE tbl = 'stage_labels')
+            INSERT INTO {table} ({cols}, ingest_id)
+            SELECT {cols}, ? FROM {stage}
+            WHERE rowid NOT IN (SELECT rid FROM stage_rejects WHERE tbl = ?)
             """,
-            [ingest_id],
-        )
+            [self.ingest_id, stage],
+        )  # fixed table and column names only
+
+    def finish(self) -> None:
+        """Flush what is left and rebuild the ``traces`` rows of the runs the load touched."""
+        con = self.con
+        self.flush()
+        con.execute("INSERT INTO stage_traces SELECT * FROM fk_run_meta ORDER BY rowid")
         con.execute(
             """
             CREATE OR REPLACE TEMP TABLE affected AS
-            SELECT DISTINCT trace_id FROM (
-                SELECT trace_id FROM stage_spans UNION ALL SELECT trace_id FROM stage_labels
-                UNION ALL SELECT trace_id FROM stage_traces)
+            SELECT DISTINCT trace_id FROM fk_touched
             WHERE trace_id IN (SELECT trace_id FROM spans)
             """
         )
         con.execute(_sql("rebuild_traces.sql"))
-        quarantined = _count(con, "stage_quarantine") + _count(con, "stage_rejects")
-        con.execute("DROP TABLE IF EXISTS temp.stage_rejects")
-        con.execute("DROP TABLE IF EXISTS temp.affected")
-        con.execute("DROP TABLE IF EXISTS temp.old_traces")
-        return read, read - quarantined, quarantined
+
+    def drop_tables(self) -> None:
+        """Drop the load's temp tables."""
+        for table in (*STAGE_TABLES, *_LOAD_TABLES):
+            self.con.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> Any:
     """First value of a query's single row (fetching it all, as DuckDB wants)."""
     return con.execute(query, params).fetchall()[0][0]
+
+
+def _raw(table: str) -> str:
+    """SQL for a staged row of ``s`` as JSON text for ``quarantine.raw`` (its schema columns)."""
+    fields = ", ".join(f"'{c.name}': s.\"{c.name}\"" for c in STAGE_TABLES[table])
+    return f"left(to_json({{{fields}}})::VARCHAR, {QUARANTINE_RAW_CHARS})"
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:

@@ -32,19 +32,18 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL a
 CHILD = """
 import sys
 import failkit as fk
-from failkit.store import TraceStore
+from failkit.store import _Load
 
 db, path, mode = sys.argv[1:4]
 if mode == "pause":
-    insert = TraceStore._validate_and_insert
+    finish = _Load.finish
 
-    def paused(self, *args, **kwargs):
-        counts = insert(self, *args, **kwargs)
+    def paused(self):
+        finish(self)
         print("in-transaction", flush=True)
         sys.stdin.readline()
-        return counts
 
-    TraceStore._validate_and_insert = paused
+    _Load.finish = paused
 store = fk.connect(db)
 print("loading", flush=True)
 report = store.ingest(path, progress=False)

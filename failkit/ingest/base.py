@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol
@@ -33,6 +33,7 @@ from failkit.schema import (
     SPAN_COLUMNS,
     TRACE_META_COLUMNS,
     Column,
+    create_table_sql,
 )
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -51,6 +52,15 @@ STAGE_TABLES: dict[str, tuple[Column, ...]] = {
         Column("raw", "VARCHAR", "record as read"),
     ),
 }
+
+
+def create_stage_tables(
+    con: duckdb.DuckDBPyConnection, tables: Iterable[str] = STAGE_TABLES
+) -> None:
+    """(Re)create the named staging tables of a load, empty, as connection-local temp tables."""
+    for table in tables:
+        con.execute(create_table_sql(table, STAGE_TABLES[table], temp=True))
+
 
 _ARROW_TYPES = {
     "VARCHAR": pa.string(),
@@ -121,7 +131,21 @@ class Staging:
     path: Path
     compressed: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    on_flush: Callable[[], None] | None = field(default=None, repr=False)
     _link_dir: str | None = field(default=None, repr=False)
+
+    def flush(self) -> None:
+        """Hand what is staged so far to the store, which commits it with the rest.
+
+        An adapter that stages a big file block by block calls this between blocks, so
+        that memory holds one block's rows, not the file's. The store validates and inserts
+        the rows once enough are staged, inside the load's transaction (still all or
+        nothing), and empties the staging tables. The transaction is open from the first
+        flush that moves rows: an adapter that tries a statement that may fail and then
+        falls back (as the native fast path does) must do so before flushing.
+        """
+        if self.on_flush is not None:
+            self.on_flush()
 
     def open(self) -> IO[bytes]:
         """The file's bytes, gunzipped when it is gzip."""

@@ -16,6 +16,29 @@ _REJECTS = "fk_line_rejects"
 _SCAN = "fk_line_reject_scans"
 
 
+def count_lines(stage: Staging) -> tuple[int, bool]:
+    """(lines in the file, whether one is longer than :data:`MAX_LINE_BYTES`), in Python.
+
+    Blank lines count, and so does a last line without a newline. Streams the file in
+    chunks no longer than the limit, so a line over it always spans chunks and is seen by
+    the distance between newlines across them. (DuckDB's CSV reader would hold buffers the
+    size of the limit per thread just to count.)
+    """
+    size = min(1 << 24, MAX_LINE_BYTES)
+    n, since, too_long = 0, 0, False  # since: bytes after the last newline seen
+    with stage.open() as f:
+        while chunk := f.read(size):
+            first = chunk.find(b"\n")
+            if first < 0:
+                since += len(chunk)
+            else:
+                too_long |= since + first > MAX_LINE_BYTES
+                n += chunk.count(b"\n")
+                since = len(chunk) - chunk.rfind(b"\n") - 1
+            too_long |= since > MAX_LINE_BYTES
+    return n + (since > 0), too_long
+
+
 def stage_lines(stage: Staging, table: str, extra: str = "") -> None:
     """Create temp table ``table(line_no, line[, extra...])`` of the file's non-empty lines.
 

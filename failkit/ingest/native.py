@@ -18,8 +18,8 @@ from typing import ClassVar
 
 import duckdb
 
-from failkit.ingest.base import STAGE_TABLES, Staging
-from failkit.ingest.lines import MAX_LINE_BYTES, stage_lines
+from failkit.ingest.base import STAGE_TABLES, Staging, create_stage_tables
+from failkit.ingest.lines import MAX_LINE_BYTES, count_lines, stage_lines
 from failkit.schema import Column
 
 _RECORD_TYPES = {"span": "stage_spans", "trace": "stage_traces", "label": "stage_labels"}
@@ -140,58 +140,73 @@ def _all_fields() -> dict[str, str]:
 
 
 def _load_fast(stage: Staging) -> bool:
-    """Stage a clean file with one strict typed ``read_json``; False when it is not clean."""
+    """Stage a clean file with one strict typed ``read_json``; False when it is not clean.
+
+    The parsed rows land in ``stage_spans`` directly, with the fields of the other record
+    types as extra columns; the few run and label rows are then moved to their tables. So
+    the file is held once, not parsed into one table and copied into another.
+    """
     con = stage.con
     compression = "gzip" if stage.compressed else "none"
     columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _all_fields().items()) + "}"
+    extra = {c.name for t in ("stage_traces", "stage_labels") for c in STAGE_TABLES[t]}
+    extra -= {c.name for c in STAGE_TABLES["stage_spans"]}
     try:
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE fk_json AS
-            SELECT row_number() OVER () AS line_no, *
-            FROM read_json(?, format = 'newline_delimited', columns = {columns},
-                           compression = '{compression}', maximum_object_size = {MAX_LINE_BYTES})
+            CREATE OR REPLACE TEMP TABLE stage_spans AS
+            SELECT {_stage_select("stage_spans", _FAST_CONVERTED)},
+                   coalesce(lower(type), 'span') AS fk_type, source AS fk_source,
+                   {", ".join(sorted(extra))}
+            FROM (
+                SELECT row_number() OVER () AS line_no, *
+                FROM read_json(?, format = 'newline_delimited', columns = {columns},
+                               compression = '{compression}',
+                               maximum_object_size = {MAX_LINE_BYTES})
+            )
             """,
             [stage.scan_path],
         )
-        n_lines = con.execute(
-            f"""SELECT count(*) FROM read_csv(?, columns = {{'line': 'VARCHAR'}}, delim = '',
-                quote = '', escape = '', header = false, auto_detect = false,
-                strict_mode = false, compression = '{compression}',
-                max_line_size = {MAX_LINE_BYTES})""",
-            [stage.scan_path],
-        ).fetchall()[0][0]
     except (duckdb.Error, UnicodeDecodeError):  # DuckDB may cut a UTF-8 char in its message
-        con.execute("DROP TABLE IF EXISTS temp.fk_json")
+        create_stage_tables(con, ["stage_spans"])
         return False
-    n_rows, n_odd = con.execute(
+    n_rows, n_odd, n_other = con.execute(
         """
-        SELECT count(*), count(*) FILTER (
-            WHERE coalesce(lower(type), 'span') NOT IN ('span', 'trace', 'label')
-               OR json_type(attributes) <> 'OBJECT' OR json_type(events) <> 'ARRAY')
-        FROM fk_json
+        SELECT count(*),
+               count(*) FILTER (WHERE fk_type NOT IN ('span', 'trace', 'label')
+                   OR json_type(attributes) <> 'OBJECT' OR json_type(events) <> 'ARRAY'),
+               count(*) FILTER (WHERE fk_type <> 'span')
+        FROM stage_spans
         """
     ).fetchall()[0]
-    if n_rows != n_lines or n_odd:
-        con.execute("DROP TABLE temp.fk_json")
+    n_lines, too_long = count_lines(stage)
+    if n_odd or too_long or n_rows != n_lines:
+        create_stage_tables(con, ["stage_spans"])
         return False
-    converted = {
-        "kind": "coalesce(lower(kind), 'other')",
-        "status": "coalesce(lower(status), 'unset')",
-        "tool_args": "CASE WHEN json_type(tool_args) = 'VARCHAR' AND json_valid(tool_args->>'$') "
-        "THEN (tool_args->>'$')::JSON ELSE tool_args END",
-        "start_time": "start_time::TIMESTAMP",
-        "end_time": "end_time::TIMESTAMP",
-        **{i: f"nullif(lower(trim({i})), '')" for i in _IDS},
-    }
-    for rtype, table in _RECORD_TYPES.items():
-        con.execute(
-            f"INSERT INTO {table} SELECT {_stage_select(table, converted)} FROM fk_json "
-            "WHERE coalesce(lower(type), 'span') = ? ORDER BY line_no",
-            [rtype],
-        )
-    con.execute("DROP TABLE temp.fk_json")
+    if n_other:
+        for rtype in ("trace", "label"):
+            table = _RECORD_TYPES[rtype]
+            picked = ", ".join(
+                "fk_source" if c.name == "source" else c.name for c in STAGE_TABLES[table]
+            )
+            con.execute(
+                f"INSERT INTO {table} SELECT {picked} FROM stage_spans WHERE fk_type = ?",
+                [rtype],
+            )
+        con.execute("DELETE FROM stage_spans WHERE fk_type <> 'span'")
     return True
+
+
+_FAST_CONVERTED = {
+    "kind": "coalesce(lower(kind), 'other')",
+    "status": "coalesce(lower(status), 'unset')",
+    "tool_args": "CASE WHEN json_type(tool_args) = 'VARCHAR' AND json_valid(tool_args->>'$') "
+    "THEN (tool_args->>'$')::JSON ELSE tool_args END",
+    "start_time": "start_time::TIMESTAMP",
+    "end_time": "end_time::TIMESTAMP",
+    **{i: f"nullif(lower(trim({i})), '')" for i in _IDS},
+}
+"""How the typed ``read_json`` columns become staged values (the fast path)."""
 
 
 def _load_careful(stage: Staging) -> None:
@@ -246,4 +261,4 @@ def _stage_select(table: str, converted: dict[str, str] | None = None) -> str:
     }
     if table == "stage_spans":  # a label's source is its judge, a span's is the format
         derived["source"] = "'failkit_jsonl'"
-    return ", ".join(derived.get(c.name, c.name) for c in STAGE_TABLES[table])
+    return ", ".join(f"{derived.get(c.name, c.name)} AS {c.name}" for c in STAGE_TABLES[table])

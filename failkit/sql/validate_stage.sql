@@ -7,11 +7,18 @@ WITH s AS (
         rowid AS rid, *,
         row_number() OVER (PARTITION BY trace_id, span_id ORDER BY rowid) AS dup_n
     FROM stage_spans
+),
+-- spans already stored with an id staged now: by an earlier file, or by an earlier flush of
+-- this load (getvariable('fk_ingest_id')) when the load is committed in chunks
+known AS (
+    SELECT p.trace_id, p.span_id, bool_or(p.ingest_id = getvariable('fk_ingest_id')) AS this_load
+    FROM spans p SEMI JOIN stage_spans n ON p.trace_id = n.trace_id AND p.span_id = n.span_id
+    GROUP BY p.trace_id, p.span_id
 )
 SELECT 'stage_spans' AS tbl, rid, CASE
-    WHEN trace_id IS NULL OR trace_id = ''
+    WHEN s.trace_id IS NULL OR s.trace_id = ''
         THEN 'missing trace_id: every span needs the id of the run it belongs to'
-    WHEN span_id IS NULL OR span_id = ''
+    WHEN s.span_id IS NULL OR s.span_id = ''
         THEN 'missing span_id: every span needs an id unique within its run'
     WHEN kind NOT IN ('agent', 'llm', 'tool', 'chain', 'retriever', 'embedding', 'guardrail',
                       'evaluator', 'human', 'other')
@@ -22,14 +29,14 @@ SELECT 'stage_spans' AS tbl, rid, CASE
     WHEN end_time < start_time
         THEN 'end_time ' || end_time::VARCHAR || ' is before start_time ' || start_time::VARCHAR
              || ': fix the clock or swap the fields'
-    WHEN dup_n > 1
-        THEN 'duplicate span: span_id ' || span_id || ' appears more than once in trace '
-             || trace_id || ' in this file; the first occurrence was loaded'
-    WHEN EXISTS (SELECT 1 FROM spans p WHERE p.trace_id = s.trace_id AND p.span_id = s.span_id)
-        THEN 'duplicate span: span_id ' || span_id || ' of trace ' || trace_id
+    WHEN dup_n > 1 OR k.this_load
+        THEN 'duplicate span: span_id ' || s.span_id || ' appears more than once in trace '
+             || s.trace_id || ' in this file; the first occurrence was loaded'
+    WHEN k.trace_id IS NOT NULL
+        THEN 'duplicate span: span_id ' || s.span_id || ' of trace ' || s.trace_id
              || ' was already loaded by an earlier file'
 END AS reason
-FROM s
+FROM s LEFT JOIN known k ON k.trace_id = s.trace_id AND k.span_id = s.span_id
 WHERE reason IS NOT NULL
 UNION ALL
 SELECT 'stage_labels', rowid, CASE
