@@ -1,16 +1,20 @@
 """OpenTelemetry traces (OTLP): OTel GenAI, OpenInference, Langfuse, pydantic-ai, smolagents, ….
 
 One mapping, several encodings. Every encoding becomes OTLP JSON request objects, one per
-"line", which DuckDB parses once per line with an explicit type for the whole
-``resourceSpans`` tree (:data:`REQUEST_TYPE`), unnests into spans and maps onto the span
-columns (``sql/otlp_macros.sql``, ``sql/otlp_bad.sql``, ``sql/otlp_spans.sql``):
+"line", parsed once with an explicit type for the ``resourceSpans`` tree, then unnested into
+spans and mapped onto the span columns by one SQL (``sql/otlp_macros.sql``,
+``sql/otlp_spans.sql``):
 
 - JSON lines (the Collector's and the Python file exporter's output, the big one): read in
-  blocks of whole lines straight into Arrow, one query per block, never a Python loop per
-  line or span;
+  blocks of whole lines, one query per block, never a Python loop per line or span. pyarrow's
+  JSON reader parses a block in threads (:mod:`failkit.ingest.otlp_arrow`,
+  ``sql/otlp_arrow_values.sql``); a block it refuses (int64 as JSON numbers, enum names,
+  nested arrays, bad lines) is parsed by DuckDB with :data:`REQUEST_TYPE` instead
+  (``sql/otlp_json_values.sql``), which quarantines bad lines with their reason
+  (``sql/otlp_bad.sql``);
 - one or several pretty-printed JSON documents (an OTLP/HTTP request body, protobuf's
   ``json_format`` output with base64 ids and enum names, the console exporter's span objects):
-  split in Python, see :mod:`failkit.ingest.otlp_docs`;
+  split in Python, see :mod:`failkit.ingest.otlp_docs`, parsed by DuckDB;
 - a binary protobuf ``ExportTraceServiceRequest``.
 
 A line that is not valid UTF-8 or not valid JSON is quarantined with its line number and the
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import IO, ClassVar, Literal
@@ -118,8 +123,7 @@ class OtlpAdapter:
         values = _Values(con)
         if encoding == "jsonl":
             with stage.open() as f:
-                for first_line, data in line_blocks(f, BLOCK_BYTES):
-                    requests = parse_requests(data, first_line)
+                for first_line, data, requests in _parsed_blocks(f):
                     if requests is None:
                         values.use("json")
                         _stage_lines(con, _split_lines(data, first_line))
@@ -176,6 +180,23 @@ def _stage_requests(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> None:
         con.execute(_sql("otlp_spans.sql"))
     finally:
         con.unregister(_LINES)
+
+
+def _parsed_blocks(f: IO[bytes]) -> Iterator[tuple[int, bytes, pa.Table | None]]:
+    """:func:`line_blocks` with pyarrow's parse of each block, or None where it refuses.
+
+    The next block is read and parsed in a thread while the caller stages the current one, so
+    that parsing overlaps with DuckDB's mapping.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: tuple[int, bytes, Future[pa.Table | None]] | None = None
+        for first_line, data in line_blocks(f, BLOCK_BYTES):
+            parsed = pool.submit(parse_requests, data, first_line)
+            if pending is not None:
+                yield pending[0], pending[1], pending[2].result()
+            pending = (first_line, data, parsed)
+        if pending is not None:
+            yield pending[0], pending[1], pending[2].result()
 
 
 def line_blocks(f: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
