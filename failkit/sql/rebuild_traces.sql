@@ -6,33 +6,16 @@ SELECT t.* FROM traces t SEMI JOIN affected a ON t.trace_id = a.trace_id;
 DELETE FROM traces WHERE trace_id IN (SELECT trace_id FROM affected);
 
 INSERT INTO traces
+-- One streaming pass over the runs' spans for the aggregates (big columns such as input and
+-- attributes are read there only), and a narrow one for the root spans.
 WITH sp AS (
-    SELECT s.* FROM spans s SEMI JOIN affected a ON s.trace_id = a.trace_id
+    SELECT s.trace_id, s.span_id, s.parent_id, s.name, s.start_time
+    FROM spans s SEMI JOIN affected a ON s.trace_id = a.trace_id
 ),
 roots AS (
-    SELECT trace_id, arg_min(name, start_time) AS name
-    FROM sp
-    WHERE parent_id IS NULL
-       OR parent_id NOT IN (SELECT span_id FROM sp p WHERE p.trace_id = sp.trace_id)
-    GROUP BY trace_id
-),
-first_input AS (
-    SELECT trace_id, arg_min(input, start_time) AS input
-    FROM sp WHERE input IS NOT NULL GROUP BY trace_id
-),
-ids AS (
-    -- one parse of each span's attributes for the run-level ids
-    SELECT trace_id, json_transform(attributes, '{"session.id": "VARCHAR",
-        "gen_ai.conversation.id": "VARCHAR", "user.id": "VARCHAR", "enduser.id": "VARCHAR",
-        "failkit.task_id": "VARCHAR"}') AS a
-    FROM sp WHERE attributes IS NOT NULL
-),
-run_ids AS (
-    SELECT trace_id,
-        min(coalesce(a."session.id", a."gen_ai.conversation.id")) AS session_id,
-        min(coalesce(a."user.id", a."enduser.id")) AS user_id,
-        min(a."failkit.task_id") AS task_id
-    FROM ids GROUP BY trace_id
+    SELECT c.trace_id, arg_min(c.name, c.start_time) AS name
+    FROM sp c ANTI JOIN sp p ON p.trace_id = c.trace_id AND p.span_id = c.parent_id
+    GROUP BY c.trace_id
 ),
 agg AS (
     SELECT
@@ -47,8 +30,19 @@ agg AS (
         sum(tokens_out) FILTER (WHERE kind = 'llm') AS tokens_out,
         sum(cost_usd) FILTER (WHERE kind NOT IN ('agent', 'chain')) AS cost_usd,
         CASE WHEN bool_or(status = 'error') THEN 'error'
-             WHEN bool_or(status = 'ok') THEN 'ok' ELSE 'unset' END AS status
-    FROM sp GROUP BY trace_id
+             WHEN bool_or(status = 'ok') THEN 'ok' ELSE 'unset' END AS status,
+        arg_min(input, start_time) FILTER (WHERE input IS NOT NULL) AS first_input,
+        -- one parse of each span's attributes for the run-level ids
+        min(coalesce(a."session.id", a."gen_ai.conversation.id")) AS session_id,
+        min(coalesce(a."user.id", a."enduser.id")) AS user_id,
+        min(a."failkit.task_id") AS task_id
+    FROM (
+        SELECT s.*, json_transform(s.attributes, '{"session.id": "VARCHAR",
+            "gen_ai.conversation.id": "VARCHAR", "user.id": "VARCHAR", "enduser.id": "VARCHAR",
+            "failkit.task_id": "VARCHAR"}') AS a
+        FROM spans s SEMI JOIN affected af ON s.trace_id = af.trace_id
+    )
+    GROUP BY trace_id
 ),
 meta AS (
     SELECT trace_id,
@@ -79,10 +73,10 @@ SELECT
     agg.trace_id,
     coalesce(o.source, agg.source),
     coalesce(m.name, o.name, r.name),
-    coalesce(m.task_id, o.task_id, ri.task_id,
-             'fp_' || substr(md5(fi.input), 1, 12)),
-    coalesce(m.session_id, o.session_id, ri.session_id),
-    coalesce(m.user_id, o.user_id, ri.user_id),
+    coalesce(m.task_id, o.task_id, agg.task_id,
+             'fp_' || substr(md5(agg.first_input), 1, 12)),
+    coalesce(m.session_id, o.session_id, agg.session_id),
+    coalesce(m.user_id, o.user_id, agg.user_id),
     agg.start_time,
     agg.end_time,
     epoch_us(agg.end_time - agg.start_time) / 1e6,
@@ -91,8 +85,6 @@ SELECT
     coalesce(v.outcome, 'unknown')
 FROM agg
 LEFT JOIN old_traces o USING (trace_id)
-LEFT JOIN run_ids ri USING (trace_id)
 LEFT JOIN meta m USING (trace_id)
 LEFT JOIN roots r USING (trace_id)
-LEFT JOIN first_input fi USING (trace_id)
 LEFT JOIN verdict v USING (trace_id);
