@@ -632,6 +632,15 @@ def test_pyarrow_and_duckdb_parsers_give_identical_spans(tmp_path: Path) -> None
     assert [e["name"] for e in json.loads(row["events"])] == ["exception", "note"]
 
 
+def test_checkpoint_setting_is_restored_after_a_load(tmp_path: Path) -> None:
+    """Staging defers DuckDB's automatic checkpoints, for the load only."""
+    setting = "SELECT current_setting('checkpoint_threshold') AS v"
+    with fk.connect(tmp_path / "s.duckdb") as store:
+        store.sql("SET checkpoint_threshold = '8MiB'")
+        store.ingest(write(tmp_path / "t.otlp.jsonl", request(span("a"))), progress=False)
+        assert store.sql(setting)["v"][0] == "8.0 MiB"
+
+
 @pytest.mark.parametrize(
     "odd",
     [
