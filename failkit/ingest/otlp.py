@@ -131,6 +131,7 @@ class OtlpAdapter:
                     else:
                         values.use("arrow")
                         _stage_requests(con, requests)
+                    stage.flush()  # the store commits big stagings in chunks
         else:
             with stage.open() as f:
                 data = f.read()
