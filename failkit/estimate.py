@@ -99,6 +99,11 @@ def stage_names(design: Design, stage: str) -> list[str]:
     return [s.name for s in design.stages if _base(s.name) == stage]
 
 
+def _flagged(keys: pd.Index | pd.Series, flags: pd.Series) -> np.ndarray:
+    """Whether each key's flag (a boolean Series indexed by key) is true; absent keys are not."""
+    return np.asarray(keys.isin(flags.index[flags.fillna(False).to_numpy(bool)]))
+
+
 def round_of(name: str) -> int:
     """Tool round of a stage of an estimated design (0 for run-level stages)."""
     head, _, tail = name.rpartition("_")
@@ -346,7 +351,7 @@ class Chains:
             idx=pd.Index(ids),
             first_pos=ids.map(first["pos"]).fillna(never).to_numpy(),
             stop_pos=ids.map(stops).fillna(never).to_numpy(),
-            silent_at=ids.map(first["silent"]).fillna(False).to_numpy(bool),
+            silent_at=_flagged(ids, first["silent"]),
             rounds=ids.map(rounds).fillna(0).to_numpy(np.int64),
         )
 
@@ -432,10 +437,10 @@ def estimate_design(
     for j, (stage, rnd) in enumerate(slots):
         at_risk = first_pos >= j
         here = occ.loc[occ["pos"] == j].set_index("trace_id")
-        failed = idx.map(here["failed"]).fillna(False).to_numpy(bool)
+        failed = _flagged(idx, here["failed"])
         n = int(at_risk.sum())
         det = int((failed & at_risk).sum())
-        unrec = int((idx.map(here["stopped"]).fillna(False).to_numpy(bool) & at_risk).sum())
+        unrec = int((_flagged(idx, here["stopped"]) & at_risk).sum())
         sil = int(((first_pos == j) & silent_at).sum())
         fails = det + sil
         pool = pooled[stage]
@@ -514,7 +519,7 @@ def _ok_attempts(here: pd.DataFrame, idx: pd.Index, reach: np.ndarray, column: s
     """
     total = idx.map(here[column]).fillna(0.0).to_numpy()[reach]
     errors = idx.map(here[f"err_{column}"]).fillna(0.0).to_numpy()[reach]
-    stopped = idx.map(here["stopped"]).fillna(False).to_numpy(bool)[reach]
+    stopped = _flagged(idx, here["stopped"])[reach]
     ok = (total - errors)[~stopped]
     return Dist.from_sample(np.clip(ok, 0.0, None) if ok.size else total)
 

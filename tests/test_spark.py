@@ -105,10 +105,6 @@ def test_failure_steps_are_fewer_than_all_steps(world):
     assert 0 < len(local) < len(world.reference)
 
 
-@pytest.mark.filterwarnings(
-    # estimate_design's fillna(False) on a float map warns on the real samples, on both paths
-    "ignore:'bool' is not supported as a fill value:pandas.errors.Pandas4Warning"
-)
 def test_design_is_the_duckdb_design(world):
     assert world.backend.design(world.steps, task_spread=0.0) == fk.Design.from_store(
         world.store, task_spread=0.0
