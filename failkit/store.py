@@ -463,21 +463,36 @@ def _progress_bar(total: int, show: bool) -> Any:
     return tqdm(total=total, unit="B", unit_scale=True, desc="ingest")
 
 
-def connect(path: PathArg | None = None, *, read_only: bool = False) -> TraceStore:
+def connect(
+    path: PathArg | None = None,
+    *,
+    read_only: bool = False,
+    memory_limit: str | None = None,
+    temp_directory: PathArg | None = None,
+) -> TraceStore:
     """Open (or create) a trace store.
 
     Args:
         path: a DuckDB file; None for an in-memory store.
         read_only: open an existing file without taking the write lock.
+        memory_limit: how much memory DuckDB may hold (``"2GB"``) before it spills to
+            ``temp_directory``; None for DuckDB's default (80 % of the RAM). Below about
+            4 GB, a record of 100 MB or more may not load (DuckDB's JSON functions hold
+            several copies of it).
+        temp_directory: where DuckDB spills; None for its default: ``<path>.tmp`` next to
+            the database file, ``.tmp`` in the working directory for an in-memory store.
 
     Raises:
         StoreLockedError: another process is writing to the file.
+        FailkitError: the file cannot be opened, or a setting is not valid.
     """
     target = ":memory:" if path is None else str(Path(path).expanduser())
     if path is not None:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
+    config = {"memory_limit": memory_limit, "temp_directory": temp_directory}
+    settings = {k: str(v) for k, v in config.items() if v is not None}
     try:
-        con = duckdb.connect(target, read_only=read_only)
+        con = duckdb.connect(target, read_only=read_only, config=settings)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise StoreLockedError(
@@ -485,6 +500,8 @@ def connect(path: PathArg | None = None, *, read_only: bool = False) -> TraceSto
                 "or open it with failkit.connect(path, read_only=True) once that load is done."
             ) from exc
         raise FailkitError(f"cannot open {target}: {exc}") from exc
+    except duckdb.Error as exc:
+        raise FailkitError(f"cannot open {target} with {settings}: {exc}") from exc
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     return TraceStore(con, None if path is None else target, read_only=read_only)
