@@ -13,6 +13,7 @@ Loaded entirely in DuckDB, in one of two ways:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
@@ -151,38 +152,40 @@ def _load_fast(stage: Staging) -> bool:
     columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _all_fields().items()) + "}"
     extra = {c.name for t in ("stage_traces", "stage_labels") for c in STAGE_TABLES[t]}
     extra -= {c.name for c in STAGE_TABLES["stage_spans"]}
-    try:
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE stage_spans AS
-            SELECT {_stage_select("stage_spans", _FAST_CONVERTED)},
-                   coalesce(lower(type), 'span') AS fk_type, source AS fk_source,
-                   {", ".join(sorted(extra))}
-            FROM (
-                SELECT row_number() OVER () AS line_no, *
-                FROM read_json(?, format = 'newline_delimited', columns = {columns},
-                               compression = '{compression}',
-                               maximum_object_size = {MAX_LINE_BYTES})
+    with ThreadPoolExecutor(1) as pool:  # the lines are counted while DuckDB parses
+        lines = pool.submit(count_lines, stage)
+        try:
+            con.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE stage_spans AS
+                SELECT {_stage_select("stage_spans", _FAST_CONVERTED)},
+                       coalesce(lower(type), 'span') AS fk_type, source AS fk_source,
+                       {", ".join(sorted(extra))}
+                FROM (
+                    SELECT row_number() OVER () AS line_no, *
+                    FROM read_json(?, format = 'newline_delimited', columns = {columns},
+                                   compression = '{compression}',
+                                   maximum_object_size = {MAX_LINE_BYTES})
+                )
+                """,
+                [stage.scan_path],
             )
-            """,
-            [stage.scan_path],
-        )
-    except (duckdb.Error, UnicodeDecodeError):  # DuckDB may cut a UTF-8 char in its message
-        create_stage_tables(con, ["stage_spans"])
-        return False
-    n_rows, n_odd, n_other = con.execute(
-        """
-        SELECT count(*),
-               count(*) FILTER (WHERE fk_type NOT IN ('span', 'trace', 'label')
-                   OR json_type(attributes) <> 'OBJECT' OR json_type(events) <> 'ARRAY'),
-               count(*) FILTER (WHERE fk_type <> 'span')
-        FROM stage_spans
-        """
-    ).fetchall()[0]
-    n_lines, too_long = count_lines(stage)
-    if n_odd or too_long or n_rows != n_lines:
-        create_stage_tables(con, ["stage_spans"])
-        return False
+        except (duckdb.Error, UnicodeDecodeError):  # DuckDB may cut a UTF-8 char in its message
+            create_stage_tables(con, ["stage_spans"])
+            return False
+        n_rows, n_odd, n_other = con.execute(
+            """
+            SELECT count(*),
+                   count(*) FILTER (WHERE fk_type NOT IN ('span', 'trace', 'label')
+                       OR json_type(attributes) <> 'OBJECT' OR json_type(events) <> 'ARRAY'),
+                   count(*) FILTER (WHERE fk_type <> 'span')
+            FROM stage_spans
+            """
+        ).fetchall()[0]
+        n_lines, too_long = lines.result()
+        if n_odd or too_long or n_rows != n_lines:
+            create_stage_tables(con, ["stage_spans"])
+            return False
     if n_other:
         for rtype in ("trace", "label"):
             table = _RECORD_TYPES[rtype]
