@@ -868,7 +868,7 @@ def _slo_attainment(
     cost_axis = _slo_lattice(design, "cost", slo.max_cost_usd, bounds)
     n_lat, n_cost = lat_axis.bins + 1, cost_axis.bins + 1
     shape = (fft.next_fast_len(2 * n_lat - 1), fft.next_fast_len(2 * n_cost - 1, real=True))
-    real, cplx = (np.float32, np.complex64) if interactive else (np.float64, np.complex128)
+    real = np.float32 if interactive else np.float64
 
     def forward(law: np.ndarray) -> np.ndarray:
         return fft.fft(fft.rfft(law, shape[1], axis=-1), shape[0], axis=-2, overwrite_x=True)
@@ -884,25 +884,23 @@ def _slo_attainment(
         return (*_slo_axis(s, i, "latency", lat_axis), *_slo_axis(s, i, "cost", cost_axis))
 
     @cache
-    def joint(i: int, space: Literal["lattice", "fourier"]) -> np.ndarray:
+    def joint(i: int) -> np.ndarray:
         """Stage i's joint latency-cost laws after 1..m attempts, plain then routed: (j, points)."""
         lat, lat_rt, cost, cost_rt = laws(i)
 
         def outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            if space == "lattice":
-                return (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1).astype(real)
-            k = fft.fft(a, shape[0])[:, :, None] * fft.rfft(b, shape[1])[:, None, :]
-            return k.reshape(k.shape[0], -1).astype(cplx)
+            return (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1).astype(real, copy=False)
 
         if design.stages[i].routing:
             return np.concatenate([outer(lat, cost), outer(lat_rt, cost_rt)])
         return outer(lat, cost)
 
-    def mixture(i: int, space: Literal["lattice", "fourier"]) -> np.ndarray:
-        """Stage i's joint law, mixed over its paths: (draws, nodes, points)."""
+    def mixture(i: int) -> np.ndarray:
+        """Stage i's joint law, mixed over its paths: (draws, nodes, n_lat, n_cost)."""
         unrouted, routed, _ = paths[i]
         weights = unrouted if routed is None else np.concatenate([unrouted, routed], axis=-1)
-        return _mix(weights.astype(real), joint(i, space)[: weights.shape[-1]])
+        law = _mix(weights.astype(real, copy=False), joint(i)[: weights.shape[-1]])
+        return law.reshape(*weights.shape[:2], n_lat, n_cost)
 
     def step(i: int, state: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         stop = paths[i][2]
@@ -913,7 +911,7 @@ def _slo_attainment(
             inside = np.einsum("dnxj,jx->dnj", state @ box_cost.T, box_lat)
             done = done + (stop * inside).sum(-1)
         x = forward(state)
-        x *= mixture(i, "fourier").reshape(x.shape)
+        x *= forward(mixture(i))
         return inverse(x), done
 
     def tree(lo: int, hi: int) -> np.ndarray:
@@ -923,7 +921,7 @@ def _slo_attainment(
         if hit is not None:
             return hit[0]
         if hi - lo == 1:
-            law = mixture(lo, "lattice").reshape(*paths[lo][0].shape[:2], n_lat, n_cost)
+            law = mixture(lo)
         else:
             mid = (lo + hi + 1) // 2
             x = forward(tree(lo, mid))
