@@ -1068,10 +1068,11 @@ def _monte_carlo(
 
     for i, stage in enumerate(design.stages):
         samplers = {res: _Sampler(_attempt_dist(stage, res)) for res in _RESOURCES}
-        failed_samplers = {
-            res: _Sampler(_attempt_dist(stage, res, failed=True)) if stage.splits_failed else None
-            for res in _RESOURCES
-        }
+        failed_samplers = (
+            {res: _Sampler(_attempt_dist(stage, res, failed=True)) for res in _RESOURCES}
+            if stage.splits_failed
+            else {}
+        )
         spent = {res: samplers[res](rng, size) for res in _RESOURCES}
         if spread > 0:
             p_run = special.expit(shift[i] + spread * z)
@@ -1108,7 +1109,7 @@ def _monte_carlo(
             spent["latency"][f[r]] += float(_backoff(stage, j) - _backoff(stage, j - 1))
             fixed = transient[r] & (uniform(r.size) < recover[r])
             for res in _RESOURCES:
-                failed = failed_samplers[res]
+                failed = failed_samplers.get(res)
                 if failed is not None:
                     draws[res] = np.where(fixed, draws[res], failed(rng, r.size))
                 spent[res][f[r]] += draws[res]

@@ -490,7 +490,9 @@ def connect(
     if path is not None:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
     config = {"memory_limit": memory_limit, "temp_directory": temp_directory}
-    settings = {k: str(v) for k, v in config.items() if v is not None}
+    settings: dict[str, str | bool | int | float | list[str]] = {
+        k: str(v) for k, v in config.items() if v is not None
+    }
     try:
         con = duckdb.connect(target, read_only=read_only, config=settings)
     except duckdb.IOException as exc:

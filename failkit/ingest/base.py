@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar, Protocol
+from typing import IO, Any, ClassVar, Protocol, cast
 
 import duckdb
 import pyarrow as pa
@@ -140,9 +140,10 @@ class Staging:
         An adapter that stages a big file block by block calls this between blocks. The
         store validates and inserts the rows once enough are staged, inside the load's
         transaction (still all or nothing), and empties the staging tables. (Measured: this
-        does not yet lower peak memory, as DuckDB keeps emptied staging rows until commit.) The transaction is open from the first
-        flush that moves rows: an adapter that tries a statement that may fail and then
-        falls back (as the native fast path does) must do so before flushing.
+        does not yet lower peak memory, as DuckDB keeps emptied staging rows until commit.)
+        The transaction is open from the first flush that moves rows: an adapter that tries a
+        statement that may fail and then falls back (as the native fast path does) must do so
+        before flushing.
         """
         if self.on_flush is not None:
             self.on_flush()
@@ -288,7 +289,7 @@ def is_gzip(path: Path) -> bool:
 def open_bytes(path: Path) -> IO[bytes]:
     """Open a file for reading bytes, transparently gunzipping."""
     if is_gzip(path):
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return open(path, "rb")
 
 

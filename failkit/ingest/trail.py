@@ -220,7 +220,7 @@ def annotation_labels(document: Row, trace_id: str, batch: Batch) -> None:
             "value": normalize_category(str(error["category"])),
             "score": IMPACT.get(str(error.get("impact") or "").upper()),
             "source": "trail",
-            "comment": "\n\n".join(to_text(n) for n in notes if n),
+            "comment": "\n\n".join(t for n in notes if n and (t := to_text(n))),
             "position": position,
         })  # fmt: skip
     for i, scores in enumerate(as_list(document.get("scores"))):
