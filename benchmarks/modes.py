@@ -27,6 +27,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -73,18 +74,21 @@ def _baseline_seconds(messages: pd.Series) -> float:
     return (time.perf_counter() - t0) * len(messages) / len(sample)
 
 
-def speed(n_events: int, seed: int, rebuild: bool) -> bool:
-    """Time failure_modes over about ``n_events`` events; True when within the goal."""
-    n_runs = int(n_events / EVENTS_PER_RUN)
-    path = Path(tempfile.gettempdir()) / f"failkit-bench-modes-{n_runs}-{seed}.duckdb"
-    if rebuild or not path.exists():
-        path.unlink(missing_ok=True)
-        world = synth.World(
-            n_tasks=n_runs // 5, seed=seed, mode_rates={m.name: m.rate * RATE_FACTOR for m in MODES}
-        )
-        t0 = time.perf_counter()
-        _load(path, synth.generate(world))
-        print(f"built {path.name} in {time.perf_counter() - t0:.1f} s")
+@dataclass
+class _Modes:
+    """A store's steps and failure modes, from the traces alone and with the judge, timed."""
+
+    steps: pd.DataFrame
+    steps_judged: pd.DataFrame
+    labels: pd.DataFrame
+    modes: pd.DataFrame
+    judged: pd.DataFrame
+    t_steps: float
+    t_modes: float
+    t_judged: float
+
+
+def _modes(path: Path) -> _Modes:
     with fk.connect(path, read_only=True) as store:
         t0 = time.perf_counter()
         st = fk.steps(store)
@@ -97,6 +101,35 @@ def speed(n_events: int, seed: int, rebuild: bool) -> bool:
     t0 = time.perf_counter()
     judged = fk.failure_modes(st_judged, label_names=JUDGE, labels=labels)
     t_judged = time.perf_counter() - t0
+    return _Modes(st, st_judged, labels, modes, judged, t_steps, t_modes, t_judged)
+
+
+def trail_store(traces: Path, annotations: Path) -> fk.TraceStore:
+    """TRAIL traces and annotations in an in-memory store; every annotated run failed."""
+    store = fk.connect()
+    store.ingest(traces, progress=False)
+    store.ingest(annotations, progress=False)
+    located = labelled_steps(store.labels_df(), fk.steps(store), name="error_category")
+    store.add_labels(pd.DataFrame({"trace_id": located["trace_id"].unique(), "name": "outcome",
+                                   "value": "failure"}))  # fmt: skip
+    return store
+
+
+def speed(n_events: int, seed: int, rebuild: bool) -> bool:
+    """Time failure_modes over about ``n_events`` events; True when within the goal."""
+    n_runs = int(n_events / EVENTS_PER_RUN)
+    path = Path(tempfile.gettempdir()) / f"failkit-bench-modes-{n_runs}-{seed}.duckdb"
+    if rebuild or not path.exists():
+        path.unlink(missing_ok=True)
+        world = synth.World(
+            n_tasks=n_runs // 5, seed=seed, mode_rates={m.name: m.rate * RATE_FACTOR for m in MODES}
+        )
+        t0 = time.perf_counter()
+        _load(path, synth.generate(world))
+        print(f"built {path.name} in {time.perf_counter() - t0:.1f} s")
+    m = _modes(path)
+    st, modes, judged = m.steps, m.modes, m.judged
+    t_steps, t_modes, t_judged = m.t_steps, m.t_modes, m.t_judged
     t0 = time.perf_counter()
     fk.failure_mode_summary(st, modes=modes)
     t_summary = time.perf_counter() - t0
@@ -144,16 +177,9 @@ def truth(n_runs: int) -> bool:
         path = Path(tempfile.gettempdir()) / f"failkit-bench-modes-truth-{n_runs}-{seed}.duckdb"
         path.unlink(missing_ok=True)
         _load(path, result)
-        with fk.connect(path, read_only=True) as store:
-            st = fk.steps(store)
-            st_judged = fk.steps(store, label_names=JUDGE)
-            labels = store.labels_df()
-        t0 = time.perf_counter()
-        modes = fk.failure_modes(st)
-        seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        judged = fk.failure_modes(st_judged, label_names=JUDGE, labels=labels)
-        seconds_judged = time.perf_counter() - t0
+        m = _modes(path)
+        st, st_judged, labels, modes, judged = m.steps, m.steps_judged, m.labels, m.modes, m.judged
+        seconds, seconds_judged = m.t_modes, m.t_judged
         truth_labels = synth_mode_labels(result)
         on_steps = truth_labels.loc[truth_labels["span_id"].notna()]
         silent = truth_labels.loc[truth_labels["span_id"].isna()]
@@ -202,12 +228,7 @@ def trail() -> None:
     if not traces.exists():
         print(f"TRAIL skipped: {traces} is absent")
         return
-    store = fk.connect()
-    store.ingest(traces, progress=False)
-    store.ingest(annotations, progress=False)
-    located = labelled_steps(store.labels_df(), fk.steps(store), name="error_category")
-    store.add_labels(pd.DataFrame({"trace_id": located["trace_id"].unique(), "name": "outcome",
-                                   "value": "failure"}))  # fmt: skip
+    store = trail_store(traces, annotations)
     labels = store.labels_df()
     for title, names in (("traces alone", ()), ("with annotator comments", ("error_category",))):
         modes = fk.failure_modes(store, label_names=names)

@@ -11,7 +11,8 @@ import pytest
 from conftest import shared_path
 
 import failkit as fk
-from failkit.evaluate import compare_to_labels, labelled_steps
+from benchmarks.modes import trail_store
+from failkit.evaluate import compare_to_labels
 from failkit.ingest import adapters
 
 
@@ -23,13 +24,7 @@ def trail() -> fk.TraceStore:
             pytest.skip(f"the {fmt} adapter is not registered: this test needs it to load TRAIL")
     traces = shared_path("datasets", "trail", "traces", "SWE_Bench")
     annotations = shared_path("datasets", "trail", "annotations", "SWE_Bench")
-    store = fk.connect()
-    store.ingest(traces, progress=False)
-    store.ingest(annotations, progress=False)
-    located = labelled_steps(store.labels_df(), fk.steps(store), name="error_category")
-    store.add_labels(pd.DataFrame({"trace_id": located["trace_id"].unique(), "name": "outcome",
-                                   "value": "failure"}))  # fmt: skip
-    return store
+    return trail_store(traces, annotations)
 
 
 def _check(agreement: tuple[pd.DataFrame, pd.DataFrame], min_compared: int) -> None:
