@@ -14,7 +14,6 @@ Usage: ``python benchmarks/ingest_jsonl.py [--runs N]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -22,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+from synth_files import synth_file
 
 CONTENDERS = {
     "failkit": """
@@ -49,19 +48,6 @@ print(time.perf_counter() - t, table.num_rows, 0)
 }
 
 
-def make_file(runs: int) -> tuple[Path, int]:
-    """The failkit JSONL of ``runs`` synthetic runs (written once, then reused)."""
-    from failkit.synth import FILE_NAMES, sample
-
-    path = OUT / f"jsonl_{runs}" / FILE_NAMES["jsonl"]
-    meta = path.with_suffix(".meta.json")
-    if not path.exists():
-        result = sample(runs, seed=0)
-        result.write(path.parent, formats=("jsonl",))
-        meta.write_text(json.dumps({"spans": int(result.n_spans)}))
-    return path, json.loads(meta.read_text())["spans"]
-
-
 def run(name: str, path: Path) -> tuple[float, int, float]:
     """(seconds, rows, peak RSS in MB) of one contender in a fresh process."""
     with tempfile.TemporaryDirectory():
@@ -81,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=145_000, help="synthetic runs (~7 spans each)")
     args = parser.parse_args()
-    path, spans = make_file(args.runs)
+    path, spans = synth_file(f"jsonl_{args.runs}", "jsonl", args.runs, seed=0)
     size_mb = path.stat().st_size / 1e6
     print(f"file: {path.name}, {spans:,} spans, {size_mb:,.0f} MB, {os.cpu_count()} cores")
     results = {name: run(name, path) for name in ("floor", "failkit")}

@@ -22,14 +22,14 @@ Usage: ``python benchmarks/ingest_otlp.py [--spans N] [--repeat R]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 from math import ceil
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+from synth_files import synth_file
+
 SPANS_PER_RUN = 6.9  # failkit.synth's default design
 PANDAS_MAX_SPANS = 100_000
 
@@ -88,16 +88,8 @@ print(time.perf_counter() - t, time.process_time() - c, len(frame))
 
 def make_file(spans: int) -> tuple[Path, int]:
     """OTLP JSON lines of about ``spans`` synthetic spans (written once, then reused)."""
-    from failkit.synth import FILE_NAMES, sample
-
     runs = max(1, ceil(spans / SPANS_PER_RUN))
-    path = OUT / f"otlp_{runs}" / FILE_NAMES["otlp"]
-    meta = path.with_suffix(".meta.json")
-    if not path.exists():
-        result = sample(runs, seed=0)
-        result.write(path.parent, formats=("otlp",))
-        meta.write_text(json.dumps({"spans": int(result.n_spans)}))
-    return path, json.loads(meta.read_text())["spans"]
+    return synth_file(f"otlp_{runs}", "otlp", runs, seed=0)
 
 
 def head_file(path: Path, spans: int, total: int) -> tuple[Path, float]:

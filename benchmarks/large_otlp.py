@@ -31,7 +31,8 @@ import threading
 import time
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+from synth_files import OUT, synth_file
+
 UNIT_RUNS = 2_900  # ~20k spans, ~25 MB of OTLP JSON lines
 _TRACE_ID = re.compile(rb'("traceId":")[0-9a-f]{8}')
 
@@ -55,18 +56,11 @@ print(json.dumps({
 
 def unit_batch() -> tuple[bytes, int]:
     """The repeated batch: OTLP JSON lines of ``UNIT_RUNS`` synthetic runs, and its spans."""
-    from failkit.synth import FILE_NAMES, sample
-
-    path = OUT / f"large_otlp_unit_{UNIT_RUNS}" / FILE_NAMES["otlp"]
-    meta = path.with_suffix(".meta.json")
-    if not path.exists():
-        result = sample(UNIT_RUNS, trials=5, seed=7)
-        result.write(path.parent, formats=["otlp"])
-        meta.write_text(json.dumps({"spans": int(result.n_spans)}))
+    path, spans = synth_file(f"large_otlp_unit_{UNIT_RUNS}", "otlp", UNIT_RUNS, trials=5, seed=7)
     data = path.read_bytes()
     if not data.endswith(b"\n"):
         data += b"\n"
-    return data, int(json.loads(meta.read_text())["spans"])
+    return data, spans
 
 
 def make_file(path: Path, gigabytes: float) -> tuple[int, int]:
