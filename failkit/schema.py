@@ -142,6 +142,16 @@ QUARANTINE_COLUMNS: tuple[Column, ...] = (
     _c("raw", "VARCHAR", "the record as read, truncated"),
 )
 
+PENDING_COLUMNS: tuple[Column, ...] = (
+    _c("ingest_id", "VARCHAR", "id of the load", False),
+    _c("path", "VARCHAR", "file being loaded", False),
+    _c("started", "TIMESTAMP", "UTC start of the load", False),
+    _c("pid", "BIGINT", "process running the load"),
+    _c("host", "VARCHAR", "machine of that process"),
+)
+"""Table ``loads_pending``: loads that committed some chunks and have not ended. The next
+writable ``connect`` rolls back a row left by a process that died (not a user table)."""
+
 # Trace-level metadata an adapter may know beyond its spans (task ids, sessions).
 TRACE_META_COLUMNS: tuple[Column, ...] = tuple(
     c for c in TRACE_COLUMNS if c.name in ("trace_id", "name", "task_id", "session_id", "user_id")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
+import os
+import socket
+import threading
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from failkit.ingest.base import STAGE_TABLES, Adapter, Staging, create_stage_tab
 from failkit.ingest.detect import detect, get_adapter
 from failkit.schema import (
     INGEST_COLUMNS,
+    PENDING_COLUMNS,
     QUARANTINE_RAW_CHARS,
     SCHEMA_VERSION,
     TABLES,
@@ -37,6 +42,17 @@ REPORT_COLUMNS = [
     "ingest_id",
 ]  # fmt: skip
 _PROGRESS_MIN_BYTES = 20_000_000
+_PENDING = "loads_pending"
+
+
+class UnfinishedLoadWarning(UserWarning):
+    """A store holds (or held) the committed chunks of a load that never ended."""
+
+
+# Loads running in this process, as (database file, ingest_id). DuckDB shares one database
+# between the connections of a process, so another connect must not take them for dead.
+_ACTIVE: set[tuple[str, str]] = set()
+_ACTIVE_LOCK = threading.Lock()
 
 
 def _sql(name: str) -> str:
@@ -138,6 +154,7 @@ class TraceStore:
         if self.read_only:
             if not exists:
                 raise FailkitError(f"{self.path} is not a failkit store (no schema_version table)")
+            self._warn_unfinished()
             return
         self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         version = _scalar(self.con, "SELECT max(version) FROM schema_version")
@@ -146,10 +163,63 @@ class TraceStore:
                 f"{self.path}: made by a newer failkit (schema {version} > {SCHEMA_VERSION}); "
                 "upgrade failkit to read it"
             )
-        for table, columns in TABLES.items():
+        for table, columns in {**TABLES, _PENDING: PENDING_COLUMNS}.items():
             self.con.execute(create_table_sql(table, columns))
         if version is None:
             self.con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
+        if self.path is not None:
+            self._roll_back_unfinished()
+
+    def _roll_back_unfinished(self) -> None:
+        """Delete what loads killed midway committed (their chunks), with a warning each.
+
+        This process holds the file's write lock, so a pending load is dead unless it runs
+        in this process (another connection to the same file, e.g. in a thread).
+        """
+        database = os.path.realpath(str(self.path))
+        with _ACTIVE_LOCK:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                dead = [
+                    row
+                    for row in self.con.execute(
+                        f"SELECT ingest_id, path, started, pid, host FROM {_PENDING} "
+                        "ORDER BY started"
+                    ).fetchall()
+                    if (database, row[0]) not in _ACTIVE
+                ]
+                for row in dead:
+                    _delete_load(self.con, row[0])
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        for ingest_id, path, started, pid, host in dead:
+            warnings.warn(
+                f"{self.path}: rolled back the unfinished load {ingest_id} of {path} (started "
+                f"{started:%Y-%m-%d %H:%M:%S} UTC by process {pid} on {host}, which stopped "
+                "before the load ended); nothing of it is left, load the file again",
+                UnfinishedLoadWarning,
+                stacklevel=5,
+            )
+
+    def _warn_unfinished(self) -> None:
+        """Say that a read-only view shows the partial rows of a load that did not end."""
+        has_table = _scalar(
+            self.con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [_PENDING]
+        )
+        if not has_table:
+            return
+        for ingest_id, path, started in self.con.execute(
+            f"SELECT ingest_id, path, started FROM {_PENDING} ORDER BY started"
+        ).fetchall():
+            warnings.warn(
+                f"{self.path} holds part of a load that did not end ({ingest_id}, {path}, "
+                f"started {started:%Y-%m-%d %H:%M:%S} UTC): rows with that ingest_id are "
+                "partial; connect without read_only=True once to roll that load back",
+                UnfinishedLoadWarning,
+                stacklevel=5,
+            )
 
     def close(self) -> None:
         """Close the database connection."""
@@ -210,8 +280,11 @@ class TraceStore:
     ) -> IngestReport:
         """Load trace files: a path, a glob, a directory or a list of those.
 
-        Each file is one transaction (it lands whole or not at all); a file whose content
-        was loaded before is skipped. Records that cannot be loaded go to ``quarantine``.
+        Each file lands whole or not at all; a file whose content was loaded before is
+        skipped. Records that cannot be loaded go to ``quarantine``. A big file is committed
+        in chunks (so memory stays bounded) and its runs are rebuilt in a last transaction;
+        if the load fails its chunks are deleted, and if the process dies the next writable
+        :func:`connect` deletes them (with an :class:`UnfinishedLoadWarning`).
 
         Args:
             paths: what to load.
@@ -296,7 +369,7 @@ class TraceStore:
         *,
         path: Path | None = None,
     ) -> dict[str, Any]:
-        """Stage, validate and commit one load in a single transaction."""
+        """Stage, validate and commit one load: chunk by chunk, then a last transaction."""
         ingest_id = sha[:16]
         known = _scalar(self.con, "SELECT count(*) FROM ingests WHERE sha256 = ?", [sha])
         if known:
@@ -305,11 +378,19 @@ class TraceStore:
             )
         started = datetime.now(UTC).replace(tzinfo=None)
         t0 = time.perf_counter()
-        load = _Load(self.con, ingest_id, label)
+        key = None if self.path is None else (os.path.realpath(self.path), ingest_id)
+        if key is not None:
+            with _ACTIVE_LOCK:
+                if key in _ACTIVE:
+                    raise FailkitError(
+                        f"{label} is being loaded into {self.path} by another connection of "
+                        "this process; wait for that load to end"
+                    )
+                _ACTIVE.add(key)
+        load = _Load(self.con, ingest_id, label, started)
         try:
-            # Staging touches only this connection's temp tables, so it runs before the
-            # transaction: an adapter may try a fast read and fall back after an error.
-            # The transaction begins at the first flush (see Staging.flush).
+            # Staging touches only this connection's temp tables, so it runs outside the
+            # transactions: an adapter may try a fast read and fall back after an error.
             fill(Staging(self.con, path or Path(label), on_flush=load.flush_if_big))
             load.finish()
             seconds = time.perf_counter() - t0
@@ -318,13 +399,16 @@ class TraceStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [ingest_id, label, fmt, sha, started, seconds, *load.counts],
             )
+            self.con.execute(f"DELETE FROM {_PENDING} WHERE ingest_id = ?", [ingest_id])
             self.con.execute("COMMIT")
         except BaseException:
-            if load.in_transaction:
-                self.con.execute("ROLLBACK")
+            load.abort()
             raise
         finally:
             load.drop_tables()
+            if key is not None:
+                with _ACTIVE_LOCK:
+                    _ACTIVE.discard(key)
         return dict(
             zip(
                 REPORT_COLUMNS,
@@ -334,18 +418,28 @@ class TraceStore:
         )
 
 
-FLUSH_ROWS = 200_000
-"""Staged rows above which :meth:`Staging.flush` moves them into the store's tables."""
+FLUSH_ROWS = int(os.environ.get("FAILKIT_FLUSH_ROWS", 200_000))
+"""Staged rows above which :meth:`Staging.flush` commits them as a chunk of the load
+(environment variable ``FAILKIT_FLUSH_ROWS``; tests lower it to make many chunks)."""
 _LOAD_TABLES = ("fk_touched", "fk_run_meta", "stage_rejects", "affected", "old_traces")
 
 
 class _Load:
-    """The commit side of one load: staged rows flushed into the tables, chunk by chunk,
-    in one transaction; the runs they touch rebuilt once at the end."""
+    """The commit side of one load.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, ingest_id: str, path: str) -> None:
-        self.con, self.ingest_id, self.path = con, ingest_id, path
+    Staged rows are validated and inserted chunk by chunk, each chunk in its own transaction;
+    the first one also records the load in ``loads_pending``. The last chunk, the rebuild of
+    the runs the load touched, the ``ingests`` row and the removal of the pending mark share
+    one final transaction. A load that fails deletes its chunks (:meth:`abort`); one whose
+    process died is deleted by the next writable connect.
+    """
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, ingest_id: str, path: str, started: datetime
+    ) -> None:
+        self.con, self.ingest_id, self.path, self.started = con, ingest_id, path, started
         self.in_transaction = False
+        self.pending = False  # a chunk was committed
         self.read = self.quarantined = 0
         create_stage_tables(con)
         con.execute("CREATE OR REPLACE TEMP TABLE fk_touched (trace_id VARCHAR)")
@@ -357,18 +451,24 @@ class _Load:
         return self.read, self.read - self.quarantined, self.quarantined
 
     def flush_if_big(self) -> None:
-        """Flush when the staged rows are many enough to be worth a round."""
+        """Commit the staged rows as a chunk when they are many enough to be worth one."""
         if sum(_count(self.con, t) for t in STAGE_TABLES) >= FLUSH_ROWS:
-            self.flush()
+            self.flush(commit=True)
 
-    def flush(self) -> None:
-        """Validate the staged rows, insert the good ones and quarantine the rest; empty
-        the staging tables. Opens the load's transaction the first time."""
+    def flush(self, *, commit: bool) -> None:
+        """Validate the staged rows, insert the good ones and quarantine the rest, then empty
+        the staging tables. ``commit``: as a chunk of its own; else in the open transaction
+        (opened here if need be) that the caller commits."""
         con = self.con
         if not self.in_transaction:
             con.execute("BEGIN TRANSACTION")
             self.in_transaction = True
-        self.read += sum(_count(con, t) for t in STAGE_TABLES)
+        if commit and not self.pending:
+            con.execute(
+                f"INSERT INTO {_PENDING} VALUES (?, ?, ?, ?, ?)",
+                [self.ingest_id, self.path, self.started, os.getpid(), socket.gethostname()],
+            )
+        read = sum(_count(con, t) for t in STAGE_TABLES)
         con.execute("SET VARIABLE fk_ingest_id = ?", [self.ingest_id])
         con.execute(_sql("validate_stage.sql"))
         con.execute(
@@ -398,7 +498,14 @@ class _Load:
                 UNION ALL SELECT trace_id FROM stage_traces)
             """
         )
-        self.quarantined += _count(con, "stage_quarantine") + _count(con, "stage_rejects")
+        quarantined = _count(con, "stage_quarantine") + _count(con, "stage_rejects")
+        if commit:
+            con.execute("COMMIT")
+            self.in_transaction = False
+            self.pending = True
+        self.read += read
+        self.quarantined += quarantined
+        # after the commit, so that DuckDB frees the emptied rows now
         create_stage_tables(con)
 
     def _insert_good(self, table: str, stage: str, columns: tuple[Column, ...]) -> None:
@@ -413,9 +520,10 @@ class _Load:
         )  # fixed table and column names only
 
     def finish(self) -> None:
-        """Flush what is left and rebuild the ``traces`` rows of the runs the load touched."""
+        """Flush what is left and rebuild the ``traces`` rows of the runs the load touched,
+        in the final transaction (left open for the caller to commit)."""
         con = self.con
-        self.flush()
+        self.flush(commit=False)
         con.execute("INSERT INTO stage_traces SELECT * FROM fk_run_meta ORDER BY rowid")
         con.execute(
             """
@@ -426,10 +534,30 @@ class _Load:
         )
         con.execute(_sql("rebuild_traces.sql"))
 
+    def abort(self) -> None:
+        """Undo the load: roll back its open transaction and delete its committed chunks."""
+        con = self.con
+        try:
+            if self.in_transaction:
+                con.execute("ROLLBACK")
+                self.in_transaction = False
+            if self.pending:
+                con.execute("BEGIN TRANSACTION")
+                _delete_load(con, self.ingest_id)
+                con.execute("COMMIT")
+        except duckdb.Error:  # the connection is unusable: the next connect rolls it back
+            pass
+
     def drop_tables(self) -> None:
         """Drop the load's temp tables."""
         for table in (*STAGE_TABLES, *_LOAD_TABLES):
             self.con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+
+def _delete_load(con: duckdb.DuckDBPyConnection, ingest_id: str) -> None:
+    """Delete every row a load wrote and its pending mark (inside the caller's transaction)."""
+    for table in ("spans", "labels", "quarantine", _PENDING):  # fixed names only
+        con.execute(f"DELETE FROM {table} WHERE ingest_id = ?", [ingest_id])
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> Any:

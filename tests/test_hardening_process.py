@@ -1,8 +1,9 @@
 """Interrupted and concurrent loads against a database file (issue 8).
 
-A load runs in a child process. Killing it with SIGKILL, inside its transaction or at a
-random point of a big load, must leave the file consistent: tables readable, earlier loads
-intact, nothing of the killed load, and the next load completes. A second process opening
+A load runs in a child process. Killing it with SIGKILL, inside its final transaction, at a
+random point of a big load or after some of its chunks were committed, must leave the file
+consistent once reopened: tables readable, earlier loads intact, nothing of the killed load,
+and the next load completes. A second process opening
 the file while a load runs gets a clear :class:`failkit.StoreLockedError`, never a
 corrupted file.
 """
@@ -24,14 +25,17 @@ from pathlib import Path
 import pytest
 
 import failkit as fk
+from failkit.synth import sample
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL and fork")
 
-# The child: load a file into a database; with "pause", stop inside the load's transaction
-# (after the spans were inserted, before COMMIT) until a line arrives on stdin.
+# The child: load a file into a database; with "pause", stop inside the load's final
+# transaction (after the spans were inserted, before COMMIT) until a line arrives on stdin;
+# with "chunks", read OTLP in small blocks and stop after its third committed chunk.
 CHILD = """
 import sys
 import failkit as fk
+from failkit.ingest import otlp
 from failkit.store import _Load
 
 db, path, mode = sys.argv[1:4]
@@ -44,6 +48,19 @@ if mode == "pause":
         sys.stdin.readline()
 
     _Load.finish = paused
+if mode == "chunks":
+    otlp.BLOCK_BYTES = 1 << 18
+    flush = _Load.flush
+    committed = []
+
+    def counted(self, *, commit):
+        flush(self, commit=commit)
+        committed.append(commit)
+        if sum(committed) == 3:
+            print("chunks-committed", flush=True)
+            sys.stdin.readline()
+
+    _Load.flush = counted
 store = fk.connect(db)
 print("loading", flush=True)
 report = store.ingest(path, progress=False)
@@ -73,10 +90,11 @@ def write_spans(path: Path, n: int, trace_prefix: str = "run") -> Path:
 class Child:
     """A child process loading a file into a database, its stdout lines read by a thread."""
 
-    def __init__(self, db: Path, path: Path, mode: str) -> None:
+    def __init__(self, db: Path, path: Path, mode: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(db), str(path), mode],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
         )  # fmt: skip
         self.lines: queue.Queue[str] = queue.Queue()
         self.errors: list[str] = []
@@ -131,9 +149,11 @@ class Child:
 
 
 @contextmanager
-def child(db: Path, path: Path, mode: str = "run") -> Iterator[Child]:
+def child(
+    db: Path, path: Path, mode: str = "run", env: dict[str, str] | None = None
+) -> Iterator[Child]:
     """A :class:`Child` loading ``path`` into ``db``; killed on exit if still running."""
-    proc = Child(db, path, mode)
+    proc = Child(db, path, mode, env)
     try:
         yield proc
     finally:
@@ -181,6 +201,41 @@ def test_sigkill_inside_the_transaction_loses_only_that_load(
         assert (report.rows_loaded, report.rows_quarantined) == (20_000, 0)
     after = assert_consistent(db)
     assert sum(after.values()) == sum(before.values()) + 20_000
+
+
+def test_sigkill_after_committed_chunks_is_rolled_back_by_the_next_connect(
+    tmp_path: Path, db_with_a_load: tuple[Path, dict[str, int]]
+) -> None:
+    """A big load commits chunk by chunk: killed after three chunks, its rows are in the file
+    (a read-only view says they are partial) until the next writable connect deletes them."""
+    db, before = db_with_a_load
+    otlp = sample(300, seed=1).write(tmp_path / "otlp", formats=("otlp",))["otlp"]
+    with fk.connect(tmp_path / "reference.duckdb") as store:
+        reference = store.ingest(otlp, progress=False)
+        runs = len(store.traces_df())
+    with child(db, otlp, "chunks", env={"FAILKIT_FLUSH_ROWS": "100"}) as proc:
+        proc.expect("loading")
+        proc.expect("chunks-committed")
+        os.kill(proc.proc.pid, signal.SIGKILL)
+        assert proc.finish() == -signal.SIGKILL
+    ingest_id = str(reference.files["ingest_id"].iloc[0])  # the same file: the same id
+    with (
+        pytest.warns(fk.store.UnfinishedLoadWarning, match="holds part of a load that did not"),
+        fk.connect(db, read_only=True) as view,
+    ):
+        partial = view.sql("SELECT count(*) AS n FROM spans WHERE ingest_id = ?", [ingest_id])
+    assert 300 <= partial["n"].iloc[0] < reference.rows_loaded  # three chunks, not all
+    with pytest.warns(fk.store.UnfinishedLoadWarning, match=f"rolled back .*{ingest_id}"):
+        fk.connect(db).close()
+    assert assert_consistent(db) == before  # nothing of the killed load
+    with fk.connect(db) as store:
+        report = store.ingest(otlp, progress=False)
+        assert len(store.traces_df()) == runs + 5  # and the 5 runs of the first load
+    assert (report.rows_read, report.rows_loaded, report.rows_quarantined) == (
+        reference.rows_read, reference.rows_loaded, reference.rows_quarantined
+    )  # fmt: skip
+    after = assert_consistent(db)
+    assert after == {**before, ingest_id: reference.rows_loaded}
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.1])
