@@ -45,7 +45,7 @@ from failkit.errors import FailkitError
 from failkit.schema import LABEL_COLUMNS, names
 from failkit.stages import StageRule, check_rules
 from failkit.store import TraceStore
-from failkit.templates import mask, templates
+from failkit.templates import mask, merge_masked
 
 MODE_COLUMNS: list[str] = [
     "trace_id", "span_id", "step", "stage", "tool_name", "model", "error_type", "category",
@@ -61,6 +61,17 @@ SUMMARY_COLUMNS: list[str] = [
     "example_trace_ids",
 ]  # fmt: skip
 """Columns of :func:`failure_mode_summary`."""
+
+SIGNATURE_COLUMNS: list[str] = [
+    "signature", "category", "silent", "short_type", "sig_text", "sig_doc",
+]  # fmt: skip
+"""Columns of :func:`signatures` (without the count ``n``)."""
+
+EVENT_COLUMNS: list[str] = [
+    *(c for c in MODE_COLUMNS if c not in ("template", "mode_id", "mode_label")),
+    *(c for c in SIGNATURE_COLUMNS if c not in ("category", "silent")),
+]
+"""Columns of :func:`failure_events`."""
 
 STABILITY_COLUMNS: list[str] = ["resample", "n_runs", "n_events", "n_modes", "ari", "same_id_share"]
 """Columns of :func:`failure_mode_stability`."""
@@ -80,6 +91,18 @@ _LABEL_CHARS = 90
 _N_TERMS = 4
 _UNCOSTED_KINDS = ("agent", "chain")  # their cost and time repeat their children's
 _KEY = ["trace_id", "span_id"]
+_EXAMPLE_KEYS = ["mode_id", "not_first", "start_time", "trace_id"]
+_SUMMED = [
+    "n_events", "n_runs", "n_first", "n_recovered", "own_cost", "own_seconds", "n_late",
+    "n_timed", "n_failed_runs", "cost_after", "seconds_after",
+]  # fmt: skip
+_SUMMARY_TYPES = {
+    "mode_id": "str", "mode_label": "str", "category": object, "main_stage": object,
+    "n_events": "int64", "n_runs": "int64", "n_failed_runs": "int64",
+    "share_of_failed_runs": "float64", "first_failure_share": "float64",
+    "recovered_share": "float64", "wasted_cost_usd": "float64", "wasted_seconds": "float64",
+    "trend": "float64",
+}  # fmt: skip
 _EVENT_INPUTS = [
     "trace_id", "span_id", "step", "stage", "tool_name", "model", "status", "error_type",
     "error_message", "rule", "is_first_failure", "recovered", "start_time",
@@ -240,6 +263,176 @@ def _mode_id(category: str, canonical: str) -> str:
     return hashlib.sha1(f"{category}\x1f{canonical}".encode()).hexdigest()[:12]
 
 
+def failure_events(
+    st: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    label_names: Sequence[str] = (),
+    rules: Sequence[StageRule] | None = None,
+) -> pd.DataFrame:
+    """Failure events of whole runs with their signature: step 1 of the pipeline.
+
+    Needs only each run's own steps and labels, so it runs per partition of runs (on Spark)
+    as well as on all of them at once.
+
+    Args:
+        st: the frame of :func:`failkit.steps` (whole runs).
+        labels: their labels (``trace_id``, ``span_id``, ``name``, ``comment``, in order).
+        label_names: as in :func:`failure_modes`.
+        rules: the stage table the steps were made with.
+
+    Returns:
+        One row per event (:data:`EVENT_COLUMNS`): the columns of :func:`failure_modes`
+        but ``template``, ``mode_id`` and ``mode_label``, and the signature —
+        ``short_type`` (short error type), ``sig_text`` (the masked message of an error,
+        the masked comment of a judged event, the stage of a silent one), ``sig_doc`` (the
+        words of a judged event's comment) and ``signature`` (a hash of those and
+        ``category`` and ``silent``).
+    """
+    ev = _events(st, labels, label_names)
+    if ev.empty:
+        return pd.DataFrame(columns=EVENT_COLUMNS)
+    has_error = ev["status"].eq("error").to_numpy()
+    has_text = ev["text"].notna().to_numpy() & ~has_error
+    silent = ~(has_error | has_text)
+    failure_rules = {r.id for r in check_rules(rules) if r.error is not None}
+    short = _unique_map(ev["error_type"], _short_type)
+    category = np.select(
+        [has_error & ev["rule"].isin(failure_rules).to_numpy(), has_error, has_text],
+        [ev["rule"], short.fillna("error"), "judged"],
+        "silent",
+    )
+    text = pd.Series(index=ev.index, dtype=object)
+    text[has_error] = mask(
+        ev.loc[has_error, "error_message"].fillna(ev.loc[has_error, "error_type"])
+    )
+    text[has_text] = mask(ev.loc[has_text, "text"])
+    text[silent] = ev.loc[silent, "stage"].fillna("other")
+    doc = pd.Series(index=ev.index, dtype=object)
+    doc[has_text] = _unique_map(mask(ev.loc[has_text, "text"], max_tokens=_TEXT_TOKENS), _words)
+    out = ev.assign(
+        category=pd.Series(category, index=ev.index, dtype=object),
+        silent=~has_error,
+        recovered=ev["recovered"].astype(bool) & has_error,
+        short_type=short,
+        sig_text=text,
+        sig_doc=doc,
+    )
+    key = out["category"] + "\x1f" + np.where(has_error, "e", "s")
+    for c in ("short_type", "sig_text", "sig_doc"):
+        key = key + "\x1f" + out[c].fillna("\x00")
+    return out.assign(signature=_unique_map(key, _hash))[EVENT_COLUMNS]
+
+
+def _hash(texts: pd.Series) -> pd.Series:
+    return texts.map(lambda t: hashlib.blake2b(t.encode(), digest_size=10).hexdigest())
+
+
+def signatures(events: pd.DataFrame) -> pd.DataFrame:
+    """The distinct signatures of :func:`failure_events` with their event counts ``n``."""
+    return (
+        events.groupby(SIGNATURE_COLUMNS, sort=True, dropna=False).size().rename("n").reset_index()
+    )
+
+
+def mode_table(
+    sigs: pd.DataFrame,
+    *,
+    template_similarity: float = 0.7,
+    text_similarity: float = 0.1,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Templates and modes of distinct signatures: step 2 of the pipeline, on all of them.
+
+    Drain merges the masked messages into templates, and each category's distinct texts
+    are clustered (module docstring). It reads the set of signatures and their counts only.
+
+    Args:
+        sigs: :func:`signatures` (of every event: the counts choose canonical templates).
+        template_similarity: as in :func:`failure_modes`.
+        text_similarity: as in :func:`failure_modes`.
+        seed: as in :func:`failure_modes`.
+
+    Returns:
+        One row per signature: ``signature``, ``template``, ``mode_id``, ``mode_label``.
+    """
+    text_columns = ["short_type", "sig_text", "sig_doc"]  # all-missing ones may be float
+    sigs = sigs.astype(dict.fromkeys(text_columns, object)).sort_values(
+        "signature", ignore_index=True
+    )
+    has_error = ~sigs["silent"].astype(bool).to_numpy()
+    has_text = ~has_error & sigs["category"].eq("judged").to_numpy()
+    silent = ~(has_error | has_text)
+    short = sigs["short_type"]
+    template = pd.Series(index=sigs.index, dtype=object)
+    template[has_error] = merge_masked(sigs.loc[has_error, "sig_text"])
+    template[has_text] = sigs.loc[has_text, "sig_text"]
+    docs = pd.Series(index=sigs.index, dtype=object)
+    docs[has_error] = _unique_map(
+        short[has_error].fillna("") + " " + template[has_error].fillna(""),
+        partial(_words, limit=HEAD_WORDS),
+    )
+    docs[has_text] = sigs.loc[has_text, "sig_doc"]
+    keys = pd.Series(index=sigs.index, dtype=object)
+    terms: dict[str, list[str]] = {}
+    for sel, similarity, stop_words in (
+        (has_error, template_similarity, None),
+        (has_text, text_similarity, "english"),
+    ):
+        if sel.any():
+            k, t = _group(
+                sigs.loc[sel, "category"],
+                docs[sel],
+                similarity=similarity,
+                seed=seed,
+                stop_words=stop_words,
+            )
+            keys[sel] = k
+            terms.update(t)
+    keys[silent] = "silent\x1f" + sigs.loc[silent, "sig_text"]
+    canon_text = template.where(~silent, sigs["sig_text"])
+    canon_src = short.fillna("") + "\x1f" + canon_text.fillna("")
+    frame = pd.DataFrame(
+        {"key": keys, "category": sigs["category"], "src": canon_src, "text": canon_text}
+    )
+    counts = (
+        frame.assign(n=sigs["n"])
+        .groupby(["key", "category", "src"], sort=True, dropna=False)
+        .agg(n=("n", "sum"), text=("text", "first"))
+        .reset_index()
+        .sort_values(["key", "n", "src"], ascending=[True, False, True], kind="stable")
+        .drop_duplicates("key")
+    )
+    ids = [_mode_id(c, s) for c, s in zip(counts["category"], counts["src"], strict=True)]
+    mode_labels = [
+        _label(c, t, terms.get(k, []))
+        for c, t, k in zip(counts["category"], counts["text"], counts["key"], strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "signature": sigs["signature"],
+            "template": template,
+            "mode_id": keys.map(dict(zip(counts["key"], ids, strict=True))),
+            "mode_label": keys.map(dict(zip(counts["key"], mode_labels, strict=True))),
+        }
+    )
+
+
+def with_modes(events: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Events with the template and mode of their signature: step 3 of the pipeline.
+
+    Args:
+        events: :func:`failure_events` (any partition of them, extra columns kept).
+        table: :func:`mode_table`.
+
+    Returns:
+        ``events`` with ``template``, ``mode_id`` and ``mode_label``, by ``trace_id`` and
+        ``step``.
+    """
+    out = events.merge(table, on="signature", how="left", validate="many_to_one")
+    return out.sort_values(["trace_id", "step"], ignore_index=True)
+
+
 def failure_modes(
     source: Source,
     *,
@@ -252,7 +445,9 @@ def failure_modes(
 ) -> pd.DataFrame:
     """One row per failure event, with its message template and its failure mode.
 
-    See the module docstring for how events, templates and modes are made.
+    See the module docstring for how events, templates and modes are made, and for the
+    three steps (:func:`failure_events`, :func:`mode_table`, :func:`with_modes`) that
+    :class:`failkit.spark.SparkBackend` runs where the data is.
 
     Args:
         source: a TraceStore, a spans DataFrame or the frame of :func:`failkit.steps`.
@@ -280,71 +475,16 @@ def failure_modes(
         ``silent`` (no error was raised); ``start_time`` of the step.
     """
     st, lab = _prepare(source, rules=rules, label_names=label_names, labels=labels)
-    ev = _events(st, lab, label_names)
+    ev = failure_events(st, lab, label_names=label_names, rules=rules)
     if ev.empty:
         return pd.DataFrame(columns=MODE_COLUMNS)
-    has_error = ev["status"].eq("error").to_numpy()
-    has_text = ev["text"].notna().to_numpy() & ~has_error
-    failure_rules = {r.id for r in check_rules(rules) if r.error is not None}
-    short = _unique_map(ev["error_type"], _short_type)
-    category = pd.Series(
-        np.select(
-            [has_error & ev["rule"].isin(failure_rules).to_numpy(), has_error, has_text],
-            [ev["rule"], short.fillna("error"), "judged"],
-            "silent",
-        ),
-        index=ev.index,
-        dtype=object,
+    table = mode_table(
+        signatures(ev),
+        template_similarity=template_similarity,
+        text_similarity=text_similarity,
+        seed=seed,
     )
-    template = pd.Series(index=ev.index, dtype=object)
-    template[has_error] = templates(
-        ev.loc[has_error, "error_message"].fillna(ev.loc[has_error, "error_type"])
-    )
-    template[has_text] = mask(ev.loc[has_text, "text"])
-    docs = pd.Series(index=ev.index, dtype=object)
-    docs[has_error] = _unique_map(
-        short[has_error].fillna("") + " " + template[has_error].fillna(""),
-        partial(_words, limit=HEAD_WORDS),
-    )
-    docs[has_text] = _unique_map(mask(ev.loc[has_text, "text"], max_tokens=_TEXT_TOKENS), _words)
-    keys = pd.Series(index=ev.index, dtype=object)
-    terms: dict[str, list[str]] = {}
-    for sel, similarity, stop_words in (
-        (has_error, template_similarity, None),
-        (has_text, text_similarity, "english"),
-    ):
-        if sel.any():
-            k, t = _group(
-                category[sel], docs[sel], similarity=similarity, seed=seed, stop_words=stop_words
-            )
-            keys[sel] = k
-            terms.update(t)
-    silent = ~(has_error | has_text)
-    keys[silent] = "silent\x1f" + ev.loc[silent, "stage"].fillna("other")
-    canon_text = template.where(~pd.Series(silent, index=ev.index), ev["stage"].fillna("other"))
-    canon_src = short.fillna("") + "\x1f" + canon_text.fillna("")
-    counts = (
-        pd.DataFrame({"key": keys, "category": category, "src": canon_src, "text": canon_text})
-        .groupby(["key", "category", "src"], sort=True, dropna=False)
-        .agg(n=("text", "size"), text=("text", "first"))
-        .reset_index()
-        .sort_values(["key", "n", "src"], ascending=[True, False, True], kind="stable")
-        .drop_duplicates("key")
-    )
-    ids = [_mode_id(c, s) for c, s in zip(counts["category"], counts["src"], strict=True)]
-    mode_labels = [
-        _label(c, t, terms.get(k, []))
-        for c, t, k in zip(counts["category"], counts["text"], counts["key"], strict=True)
-    ]
-    out = ev.assign(
-        category=category,
-        template=template,
-        mode_id=keys.map(dict(zip(counts["key"], ids, strict=True))),
-        mode_label=keys.map(dict(zip(counts["key"], mode_labels, strict=True))),
-        silent=~has_error,
-        recovered=ev["recovered"].astype(bool) & has_error,
-    )
-    return out[MODE_COLUMNS].sort_values(["trace_id", "step"]).reset_index(drop=True)
+    return with_modes(ev, table)[MODE_COLUMNS]
 
 
 def _label(category: str, text: Any, terms: list[str]) -> str:
@@ -356,11 +496,175 @@ def _label(category: str, text: Any, terms: list[str]) -> str:
     return f"{category}: {_shorten(str(text))}" if isinstance(text, str) else category
 
 
-def _first_by_count(frame: pd.DataFrame, group: str, value: str, n: int) -> pd.Series:
-    """Per group, the ``n`` most frequent non-missing values (ties: the smallest), as lists."""
-    counts = frame.dropna(subset=[value]).groupby([group, value]).size().rename("n").reset_index()
-    counts = counts.sort_values([group, "n", value], ascending=[True, False, True])
-    return counts.groupby(group)[value].agg(lambda s: list(s[:n]))
+def summary_inputs(modes: pd.DataFrame, st: pd.DataFrame) -> pd.DataFrame:
+    """Events with what the summary reads of their runs (whole runs in ``st``).
+
+    Returns:
+        ``modes`` (events of :func:`failure_modes` or :func:`failure_events`) joined with
+        their steps, plus ``own_cost``, ``own_seconds`` (the event's own cost and time:
+        none after the run's first failure, none for agent and chain spans), ``run_start``
+        and the run's ``cost_usd_after`` and ``seconds_after``
+        (:func:`failkit.chains.wasted_after_failure`; missing for runs that did not fail).
+    """
+    ev = modes.merge(st[[*_KEY, "kind", "cost_usd", "duration_s", "after_failure"]], on=_KEY)
+    own = ~ev["after_failure"].astype(bool) & ~ev["kind"].isin(_UNCOSTED_KINDS)
+    run_start = st.groupby("trace_id")["start_time"].min()
+    waste = wasted_after_failure(st)[["trace_id", "cost_usd_after", "seconds_after"]]
+    ev = ev.assign(
+        own_cost=ev["cost_usd"].where(own, 0.0).fillna(0.0).astype("float64"),
+        own_seconds=ev["duration_s"].where(own, 0.0).fillna(0.0).astype("float64"),
+        run_start=ev["trace_id"].map(run_start),
+    ).drop(columns=["kind", "cost_usd", "duration_s", "after_failure"])
+    return ev.merge(waste.astype({"trace_id": ev["trace_id"].dtype}), on="trace_id", how="left")
+
+
+def run_midpoint(first: pd.Timestamp, last: pd.Timestamp) -> pd.Timestamp:
+    """The middle of the time the runs started in (the trend compares the two halves)."""
+    return first + (last - first) / 2
+
+
+def _window(st: pd.DataFrame) -> tuple[pd.Timestamp, int, int] | None:
+    """Midpoint of the runs' start times, runs started after it and runs started before."""
+    run_start = st.groupby("trace_id")["start_time"].min().dropna()
+    if run_start.empty:
+        return None
+    mid = run_midpoint(run_start.min(), run_start.max())
+    late = int((run_start > mid).sum())
+    return mid, late, len(run_start) - late
+
+
+def summary_parts(
+    inputs: pd.DataFrame, mid: pd.Timestamp | None, *, n_examples: int = 3
+) -> dict[str, pd.DataFrame]:
+    """Partial sums of the summary over whole runs, which :func:`summary_from_parts` adds up.
+
+    Args:
+        inputs: :func:`summary_inputs` with ``mode_id``, ``mode_label`` (any set of whole
+            runs).
+        mid: :func:`run_midpoint` of all the runs (None: no run has a start time).
+        n_examples: example runs kept per mode.
+
+    Returns:
+        ``modes`` (per mode: counts, sums, first and last seen, events in runs started
+        after ``mid``), ``values`` (events per mode and stage, and per mode and tool) and
+        ``examples`` (per mode, its best ``n_examples`` runs with their sort keys).
+    """
+    ev = inputs.sort_values(["trace_id", "step"], ignore_index=True)
+    first = ev.loc[ev["is_first_failure"].astype(bool)].drop_duplicates("trace_id")
+    timed = ev["run_start"].notna()
+    late = ev["run_start"] > mid if mid is not None else pd.Series(False, index=ev.index)
+    per = ev.assign(
+        n_first=ev["is_first_failure"].astype("int64"),
+        n_recovered=ev["recovered"].astype("int64"),
+        n_late=(late & timed).astype("int64"),
+        n_timed=timed.astype("int64"),
+    ).groupby("mode_id", sort=True)
+    modes = per.agg(
+        mode_label=("mode_label", "first"),
+        category=("category", "first"),
+        n_events=("span_id", "size"),
+        n_runs=("trace_id", "nunique"),
+        n_first=("n_first", "sum"),
+        n_recovered=("n_recovered", "sum"),
+        own_cost=("own_cost", "sum"),
+        own_seconds=("own_seconds", "sum"),
+        first_seen=("start_time", "min"),
+        last_seen=("start_time", "max"),
+        n_late=("n_late", "sum"),
+        n_timed=("n_timed", "sum"),
+    )
+    failed = first.groupby("mode_id").agg(
+        n_failed_runs=("trace_id", "size"),
+        cost_after=("cost_usd_after", "sum"),
+        seconds_after=("seconds_after", "sum"),
+    )
+    modes = modes.join(failed).fillna({"n_failed_runs": 0, "cost_after": 0.0, "seconds_after": 0.0})
+    values = pd.concat(
+        [
+            ev.dropna(subset=[column])
+            .groupby(["mode_id", column])
+            .size()
+            .rename("n")
+            .reset_index()
+            .rename(columns={column: "value"})
+            .assign(column=column)
+            for column in ("stage", "tool_name")
+        ],
+        ignore_index=True,
+    )
+    return {
+        "modes": modes.astype({"n_failed_runs": "int64"}).reset_index(),
+        "values": values[["mode_id", "column", "value", "n"]],
+        "examples": _top_runs(
+            ev.assign(not_first=~ev["is_first_failure"].astype(bool))[_EXAMPLE_KEYS], n_examples
+        ),
+    }
+
+
+def _top_runs(order: pd.DataFrame, n: int) -> pd.DataFrame:
+    """Per mode, up to ``n`` runs: where it was the first failure first, then by time."""
+    order = order.sort_values(_EXAMPLE_KEYS).drop_duplicates(["mode_id", "trace_id"])
+    return order.groupby("mode_id").head(n).reset_index(drop=True)
+
+
+def _first_by_count(values: pd.DataFrame, column: str, n: int) -> pd.Series:
+    """Per mode, the ``n`` most frequent values of ``column`` (ties: the smallest), as lists."""
+    counts = values.loc[values["column"] == column].groupby(["mode_id", "value"])["n"].sum()
+    counts = counts.reset_index().sort_values(
+        ["mode_id", "n", "value"], ascending=[True, False, True]
+    )
+    return counts.groupby("mode_id")["value"].agg(lambda s: list(s[:n]))
+
+
+def summary_from_parts(
+    parts: Sequence[dict[str, pd.DataFrame]],
+    window: tuple[pd.Timestamp, int, int] | None,
+    *,
+    n_examples: int = 3,
+    n_tools: int = 3,
+) -> pd.DataFrame:
+    """:func:`failure_mode_summary` from the :func:`summary_parts` of disjoint sets of runs.
+
+    Args:
+        parts: partial sums, one per set of whole runs.
+        window: midpoint of the runs' start times, runs started after it and runs started
+            at or before it (None: no run has a start time).
+        n_examples: example runs per mode.
+        n_tools: tools listed per mode.
+    """
+    modes = pd.concat([p["modes"] for p in parts], ignore_index=True)
+    if modes.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    out = modes.groupby("mode_id", sort=False).agg(
+        mode_label=("mode_label", "first"),
+        category=("category", "first"),
+        **{c: (c, "sum") for c in _SUMMED},
+        first_seen=("first_seen", "min"),
+        last_seen=("last_seen", "max"),
+    )
+    out["share_of_failed_runs"] = out["n_failed_runs"] / max(int(out["n_failed_runs"].sum()), 1)
+    out["first_failure_share"] = out["n_first"] / out["n_events"]
+    out["recovered_share"] = out["n_recovered"] / out["n_events"]
+    out["wasted_cost_usd"] = out["own_cost"] + out["cost_after"]
+    out["wasted_seconds"] = out["own_seconds"] + out["seconds_after"]
+    values = pd.concat([p["values"] for p in parts], ignore_index=True)
+    out["main_stage"] = _first_by_count(values, "stage", 1).str[0]
+    out["top_tools"] = _first_by_count(values, "tool_name", n_tools)
+    out["top_tools"] = out["top_tools"].apply(lambda v: v if isinstance(v, list) else [])
+    out["trend"] = np.nan
+    if window is not None and window[1] > 0 and window[2] > 0:
+        _, late_runs, early_runs = window
+        timed = out.loc[out["n_timed"] > 0]
+        early = timed["n_timed"] - timed["n_late"]
+        out["trend"] = ((timed["n_late"] + 0.5) / late_runs) / ((early + 0.5) / early_runs)
+    examples = pd.concat([p["examples"] for p in parts], ignore_index=True)
+    out["example_trace_ids"] = (
+        _top_runs(examples, n_examples).groupby("mode_id")["trace_id"].agg(list)
+    )
+    out = out.reset_index().sort_values(
+        ["n_failed_runs", "n_events", "mode_id"], ascending=[False, False, True]
+    )
+    return out[SUMMARY_COLUMNS].astype(_SUMMARY_TYPES).reset_index(drop=True)
 
 
 def failure_mode_summary(
@@ -372,6 +676,10 @@ def failure_mode_summary(
     **options: Any,
 ) -> pd.DataFrame:
     """One row per failure mode: how often, how bad, since when, and where to look.
+
+    Computed as partial sums over whole runs (:func:`summary_inputs`,
+    :func:`summary_parts`) added up by :func:`summary_from_parts` — here one part holds
+    every run; on Spark there is a part per partition of runs.
 
     Args:
         source: a TraceStore, a spans DataFrame or the frame of :func:`failkit.steps`.
@@ -404,76 +712,11 @@ def failure_mode_summary(
         modes = failure_modes(st, **{**options, "labels": lab})
     if modes.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    ev = modes.merge(st[[*_KEY, "kind", "cost_usd", "duration_s", "after_failure"]], on=_KEY)
-    own = ~ev["after_failure"].astype(bool) & ~ev["kind"].isin(_UNCOSTED_KINDS)
-    ev = ev.assign(
-        own_cost=ev["cost_usd"].where(own, 0.0).fillna(0.0),
-        own_seconds=ev["duration_s"].where(own, 0.0).fillna(0.0),
+    window = _window(st)
+    part = summary_parts(
+        summary_inputs(modes, st), window[0] if window else None, n_examples=n_examples
     )
-    first = ev.loc[ev["is_first_failure"].astype(bool), ["trace_id", "mode_id"]]
-    first = first.drop_duplicates("trace_id")
-    waste = wasted_after_failure(st).merge(first, on="trace_id")
-    after = waste.groupby("mode_id")[["cost_usd_after", "seconds_after"]].sum()
-    g = ev.groupby("mode_id", sort=False)
-    out = g.agg(
-        mode_label=("mode_label", "first"),
-        category=("category", "first"),
-        n_events=("span_id", "size"),
-        n_runs=("trace_id", "nunique"),
-        first_failure_share=("is_first_failure", "mean"),
-        recovered_share=("recovered", "mean"),
-        own_cost=("own_cost", "sum"),
-        own_seconds=("own_seconds", "sum"),
-        first_seen=("start_time", "min"),
-        last_seen=("start_time", "max"),
-    )
-    n_failed = first.groupby("mode_id").size()
-    out["n_failed_runs"] = n_failed.reindex(out.index, fill_value=0).astype("int64")
-    out["share_of_failed_runs"] = out["n_failed_runs"] / max(len(first), 1)
-    out["wasted_cost_usd"] = out["own_cost"] + after["cost_usd_after"].reindex(
-        out.index, fill_value=0.0
-    )
-    out["wasted_seconds"] = out["own_seconds"] + after["seconds_after"].reindex(
-        out.index, fill_value=0.0
-    )
-    out["main_stage"] = _first_by_count(ev, "mode_id", "stage", 1).str[0]
-    out["top_tools"] = _first_by_count(ev, "mode_id", "tool_name", n_tools)
-    out["top_tools"] = out["top_tools"].apply(lambda v: v if isinstance(v, list) else [])
-    out["trend"] = _trend(ev, st)
-    out["example_trace_ids"] = _examples(ev, n_examples)
-    out = out.reset_index().sort_values(
-        ["n_failed_runs", "n_events", "mode_id"], ascending=[False, False, True]
-    )
-    for c in ("first_failure_share", "recovered_share", "wasted_cost_usd", "wasted_seconds"):
-        out[c] = out[c].astype("float64")
-    return out[SUMMARY_COLUMNS].reset_index(drop=True)
-
-
-def _trend(ev: pd.DataFrame, st: pd.DataFrame) -> pd.Series:
-    """Per mode: events per run in runs started in the later half of the time window, over
-    the same in the earlier half (0.5 added to both event counts)."""
-    run_start = st.groupby("trace_id")["start_time"].min().dropna()
-    if run_start.empty:
-        return pd.Series(np.nan, index=ev["mode_id"].unique())
-    mid = run_start.min() + (run_start.max() - run_start.min()) / 2
-    late_runs = int((run_start > mid).sum())
-    early_runs = int((run_start <= mid).sum())
-    started = ev["trace_id"].map(run_start)
-    timed = ev.loc[started.notna()]
-    late = (started[timed.index] > mid).groupby(timed["mode_id"]).agg(["sum", "size"])
-    early = late["size"] - late["sum"]
-    if late_runs == 0 or early_runs == 0:
-        return pd.Series(np.nan, index=late.index)
-    return ((late["sum"] + 0.5) / late_runs) / ((early + 0.5) / early_runs)
-
-
-def _examples(ev: pd.DataFrame, n: int) -> pd.Series:
-    """Per mode, up to ``n`` runs: where it was the first failure first, then by time."""
-    order = ev.assign(not_first=~ev["is_first_failure"].astype(bool)).sort_values(
-        ["mode_id", "not_first", "start_time", "trace_id"]
-    )
-    order = order.drop_duplicates(["mode_id", "trace_id"])
-    return order.groupby("mode_id")["trace_id"].agg(lambda s: list(s[:n]))
+    return summary_from_parts([part], window, n_examples=n_examples, n_tools=n_tools)
 
 
 def failure_mode_stability(

@@ -6,10 +6,12 @@ Two steps, both run once per distinct message rather than once per event:
    e-mail addresses, UUIDs, timestamps, paths, quoted values, hex numbers and every token
    holding a digit (numbers, ids) — with :data:`MASK`, using the RE2 patterns of
    :data:`MASKS` vectorized over an Arrow array;
-2. :func:`templates` feeds the distinct masked messages, sorted, to the Drain log parser
+2. :func:`merge_masked` feeds the distinct masked messages, sorted, to the Drain log parser
    (``drain3``), which merges messages with the same number of tokens that differ in a few
    positions (``Import of inspect is not allowed`` and ``Import of os is not allowed``
    become ``Import of <*> is not allowed``).
+
+:func:`templates` runs both.
 
 Quoted values are masked when they look like a value (no whitespace: ``'gt_weather'``), sit
 in a container (``{'to': 'Seat change'}``), look like code (brackets, ``=``, ``;``,
@@ -122,10 +124,9 @@ def templates(
     depth: int = 4,
     max_tokens: int = MAX_TOKENS,
 ) -> pd.Series:
-    """Log templates of messages: :func:`mask`, then Drain over the distinct masked texts.
+    """Log templates of messages: :func:`mask`, then :func:`merge_masked` (Drain).
 
-    Deterministic: the distinct masked texts are fed to Drain in sorted order, so a message's
-    template depends on the set of messages, not on their order.
+    Deterministic: a message's template depends on the set of messages, not on their order.
 
     Args:
         messages: text per event; missing values stay missing.
@@ -136,9 +137,26 @@ def templates(
     Returns:
         The template per message (same index as ``messages`` when it is a Series).
     """
+    masked = mask(messages, max_tokens=max_tokens)
+    return merge_masked(masked, similarity=similarity, depth=depth)
+
+
+def merge_masked(masked: pd.Series, *, similarity: float = 0.7, depth: int = 4) -> pd.Series:
+    """Templates of masked texts: the distinct texts fed to Drain in sorted order.
+
+    The second step of :func:`templates`, on its own so that the masking can run where the
+    messages are (one Spark partition at a time) and only the distinct masked texts meet.
+
+    Args:
+        masked: :func:`mask` output per event; missing values stay missing.
+        similarity: Drain's ``sim_th``: share of equal tokens for a text to join a template.
+        depth: Drain's prefix-tree depth (at least 3).
+
+    Returns:
+        The template per text (same index as ``masked``).
+    """
     from drain3.drain import Drain
 
-    masked = mask(messages, max_tokens=max_tokens)
     codes, uniques = pd.factorize(masked, sort=True)
     drain = Drain(depth=depth, sim_th=similarity, param_str=MASK)
     cluster_ids = [drain.add_log_message(text)[0].cluster_id for text in uniques]
