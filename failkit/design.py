@@ -234,13 +234,18 @@ class Calibration(BaseModel):
     @classmethod
     def from_samples(cls, ok: np.ndarray, wrong: np.ndarray) -> Calibration:
         """Empirical CDFs of the confidences of correct (``ok``) and wrong outputs."""
-        grid = np.arange(CDF_POINTS) / (CDF_POINTS - 1)
+        return cls.from_counts(cdf_counts(ok), len(ok), cdf_counts(wrong), len(wrong))
 
-        def cdf(x: np.ndarray) -> tuple[float, ...]:
-            x = np.sort(np.asarray(x, float))
-            return tuple((np.searchsorted(x, grid, side="left") / x.size).tolist())
-
-        return cls(ok_cdf=cdf(ok), fail_cdf=cdf(wrong))
+    @classmethod
+    def from_counts(
+        cls, ok_below: np.ndarray, n_ok: int, wrong_below: np.ndarray, n_wrong: int
+    ) -> Calibration:
+        """Empirical CDFs from :func:`cdf_counts` of ``n_ok`` correct and ``n_wrong`` wrong
+        outputs' confidences (counts of several samples add up)."""
+        return cls(
+            ok_cdf=tuple((np.asarray(ok_below) / n_ok).tolist()),
+            fail_cdf=tuple((np.asarray(wrong_below) / n_wrong).tolist()),
+        )
 
     def p_flag_given_fail(self, threshold: float) -> float:
         """Share of wrong outputs whose confidence is below ``threshold``."""
@@ -253,6 +258,12 @@ class Calibration(BaseModel):
         if self.ok_cdf is not None:
             return _interp_cdf(self.ok_cdf, threshold)
         return float(stats.beta.cdf(threshold, self.ok_alpha, self.ok_beta))
+
+
+def cdf_counts(x: np.ndarray) -> np.ndarray:
+    """How many of ``x`` lie below each threshold ``i / 100`` of :class:`Calibration`."""
+    grid = np.arange(CDF_POINTS) / (CDF_POINTS - 1)
+    return np.searchsorted(np.sort(np.asarray(x, float)), grid, side="left")
 
 
 def _interp_cdf(cdf: tuple[float, ...], threshold: float) -> float:

@@ -52,23 +52,39 @@ than a spread of 0 (success 0.1 against 1.4 points off), at a small cost on the 
 ``latency_s_failed`` / ``cost_usd_failed`` — per stage over its rounds, the attempts that raised
 an error (a timeout lasts the timeout); their means are then matched to the failed time and
 cost each slot really spent (:func:`_matched_failed_laws`).
+
+**How it is computed.** In three steps, which Spark runs the same way on partitions of runs
+(:meth:`failkit.spark.SparkBackend.design`): (a) each run is laid out on the slots and (b)
+reduced to partial rows that merge across partitions — counts to sum, maxima, per-task counts,
+confidences below each calibration threshold, and the samples of the latency and cost laws
+(:func:`design_partials`, :func:`confidence_counts`); (c) the design is finalized from the
+merged rows (:func:`merge_partials`, :func:`finalize_design`). Here all runs are one
+partition.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
 from failkit.chains import Source, _steps_of, steps
-from failkit.design import MAX_TASK_SPREAD, Calibration, Design, Dist, Stage
+from failkit.design import (
+    CDF_POINTS,
+    MAX_TASK_SPREAD,
+    Calibration,
+    Design,
+    Dist,
+    Stage,
+    cdf_counts,
+)
 from failkit.errors import FailkitError
-from failkit.reliability import pass_hat_k, runs_frame
+from failkit.reliability import pass_hat_k_counts, runs_frame
 from failkit.schema import Outcome
 from failkit.stages import STAGES
 from failkit.store import TraceStore
@@ -146,7 +162,7 @@ def _working(st: pd.DataFrame) -> pd.DataFrame:
     return w
 
 
-def _order(stages: Sequence[str], max_round: int) -> list[tuple[str, int]]:
+def _order(stages: Iterable[str], max_round: int) -> list[tuple[str, int]]:
     """Slots in design order: run-level stages, rounds, final stages."""
     present = set(stages)
     before = [(s, 0) for s in STAGES if s in present and s not in ROUND_STAGES + FINAL_STAGES]
@@ -189,43 +205,6 @@ def _occurrences(w: pd.DataFrame) -> pd.DataFrame:
     return occ
 
 
-def _backoff(w: pd.DataFrame) -> tuple[dict[str, float], pd.Series]:
-    """Backoff per stage from immediate repeats, and per run the model's waits in total."""
-    nxt = w.groupby("trace_id").shift(-1)
-    again = (
-        w["error"]
-        & nxt["intent_id"].notna()
-        & (nxt["intent_id"].astype("string") == w["intent_id"].astype("string")).fillna(False)
-    )
-    end = w["start_time"] + pd.to_timedelta(w["duration_s"].fillna(0.0), unit="s")
-    gap = (nxt["start_time"] - end).dt.total_seconds()
-    normal = float(gap[~again].median()) if (~again).any() else 0.0
-    scaled = (gap - normal) / np.exp2(nxt["attempt"].astype(float) - 2)
-    rep = pd.DataFrame(
-        {"trace_id": w["trace_id"], "stage": w["slot_stage"], "b": scaled, "j": nxt["attempt"]}
-    )[again]
-    per_stage = rep.groupby("stage")["b"].mean().clip(lower=0.0).to_dict()
-    per = rep["stage"].map(per_stage).astype(float)  # float even when nothing was repeated
-    rep = rep.assign(wait=per * np.exp2(rep["j"].astype(float) - 2))
-    return per_stage, rep.groupby("trace_id")["wait"].sum()
-
-
-def _calibration(st: pd.DataFrame, success: pd.Series) -> Calibration | None:
-    """Empirical confidence CDFs: LLM outputs of successful runs that raised nothing, vs
-    outputs whose mistake raised an error (:meth:`Calibration.from_samples`)."""
-    if "confidence" not in st.columns:
-        return None
-    llm = st.loc[st["kind"].eq("llm") & st["confidence"].notna()]
-    errors = st.loc[st["status"].eq("error"), "cause_span_id"]
-    raised = llm["span_id"].isin(errors) | llm["status"].eq("error")
-    in_success = llm["trace_id"].map(success).fillna(False).astype(bool)
-    ok = llm.loc[in_success & ~raised, "confidence"]
-    wrong = llm.loc[raised, "confidence"]
-    if len(ok) < MIN_CONFIDENCES or len(wrong) < MIN_CONFIDENCES:
-        return None
-    return Calibration.from_samples(ok.to_numpy(float), wrong.to_numpy(float))
-
-
 def _net(p: np.ndarray, stage: Stage) -> np.ndarray:
     """Chance that a stage does not fail the run, per attempt success ``p``."""
     r = p if stage.p_recover is None else stage.p_recover
@@ -251,9 +230,14 @@ def _spread_success(stages: Sequence[Stage], spread: float, factor: float = 1.0)
     return out
 
 
-def _fit_spread(stages: Sequence[Stage], runs: pd.DataFrame) -> tuple[float, float]:
-    """(task_spread, failure factor) matching pass^k with the success rate kept."""
-    curve = pass_hat_k(runs, ks=range(1, 9), n_boot=1)
+def _fit_spread(stages: Sequence[Stage], tasks: pd.DataFrame) -> tuple[float, float]:
+    """(task_spread, failure factor) matching pass^k with the success rate kept.
+
+    ``tasks``: tasks by judged runs ``n`` and successes ``c`` (:func:`task_histogram`).
+    """
+    n = np.repeat(tasks["n"].to_numpy(float), tasks["tasks"].to_numpy(np.int64))
+    c = np.repeat(tasks["c"].to_numpy(float), tasks["tasks"].to_numpy(np.int64))
+    curve = pass_hat_k_counts(n, c, ks=range(1, 9), n_boot=1)
     curve = curve.loc[curve["n_tasks"] >= 10]
     if len(curve) < 2:
         return 0.0, 1.0
@@ -284,7 +268,7 @@ def _fit_spread(stages: Sequence[Stage], runs: pd.DataFrame) -> tuple[float, flo
 
 @dataclass(frozen=True)
 class Chains:
-    """The runs laid out on the slots of a design (what estimation and compounding share).
+    """The runs laid out on the slots of a design, all at once (compounding, round shares).
 
     Attributes:
         runs: the runs with working steps.
@@ -383,6 +367,341 @@ def round_shares(store: TraceStore) -> pd.DataFrame:
     return Chains.of(steps(store), store.traces_df()).round_shares()
 
 
+PARTIAL_COLUMNS = ["part", "stage", "round", "item", "key", "key2", "name", "value"]
+"""Columns of :func:`design_partials` (see there)."""
+_KEYS = {"stage": "", "round": 0, "item": 0, "key": "", "key2": ""}
+_BEFORE = tuple(s for s in STAGES if s not in ROUND_STAGES + FINAL_STAGES)
+_LAWS = {"duration_s": "latency_s", "cost_usd": "cost_usd"}
+OVERHEAD_LATENCY = "overhead_latency_s"
+"""Law of the overhead stage's time; runs that waited before retries settle it last
+(:func:`settle_waits`)."""
+
+
+def slot_rank(stage: Sequence[str] | pd.Series, rnd: Sequence[int] | pd.Series) -> np.ndarray:
+    """Place of each (stage, round) slot in design order (:func:`_order`).
+
+    The same in every design, whichever slots it has, so runs can be laid out apart; ``inf``
+    for stages no design lays out (and for ``""``: no slot).
+    """
+    s = np.asarray(stage, dtype=object)
+    r = np.asarray(rnd, dtype=float)
+    out = np.full(s.shape, np.inf)
+    for i, name in enumerate(_BEFORE):
+        out[s == name] = i
+    for i, name in enumerate(ROUND_STAGES):
+        hit = s == name
+        out[hit] = len(_BEFORE) + (r[hit] - 1) * len(ROUND_STAGES) + i
+    for i, name in enumerate(FINAL_STAGES):
+        out[s == name] = 1e15 + i
+    return out
+
+
+def _rows(part: str, frame: pd.DataFrame, values: Sequence[str]) -> pd.DataFrame:
+    """``frame`` (key columns of :data:`PARTIAL_COLUMNS` and ``values``), one row per value."""
+    keys = [c for c in _KEYS if c in frame.columns]
+    long = frame.melt(id_vars=keys, value_vars=list(values), var_name="name", value_name="value")
+    return _filled(long.assign(part=part))
+
+
+def _sums(frame: pd.DataFrame, by: list[str], columns: list[str], how: str = "sum") -> pd.DataFrame:
+    """Partial ``count`` rows (``max`` rows for ``how="max"``) of ``columns`` per ``by``."""
+    grouped = frame.groupby(by, as_index=False)[columns].agg(how)
+    return _rows("max" if how == "max" else "count", grouped, columns)
+
+
+def _samples(law: str, values: np.ndarray | pd.Series, **keys: object) -> pd.DataFrame:
+    columns = {k: v.to_numpy() if isinstance(v, pd.Series) else v for k, v in keys.items()}
+    frame = pd.DataFrame({"value": np.asarray(values, float), **columns})
+    return _filled(frame.assign(part="sample", name=law))
+
+
+def _filled(frame: pd.DataFrame) -> pd.DataFrame:
+    """Partial rows with the key columns ``frame`` lacks at their defaults."""
+    return frame.assign(**{k: v for k, v in _KEYS.items() if k not in frame.columns})[
+        PARTIAL_COLUMNS
+    ]
+
+
+def _partial_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PARTIAL_COLUMNS)
+    return out.astype(
+        {"part": str, "stage": str, "round": "int64", "item": "int64", "key": str, "key2": str}
+        | {"name": str, "value": "float64"}
+    )
+
+
+def design_partials(st: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """What whole runs contribute to their design, in rows that merge across partitions.
+
+    Step (a) and (b) of the estimate: each run is laid out on the slots of the design
+    (:func:`slot_rank` orders them without knowing the others), then reduced to rows of
+    :data:`PARTIAL_COLUMNS` by ``part``: ``count`` (summed by :func:`merge_partials`), ``max``
+    (maximum), ``task`` (judged runs ``n`` and successes ``c`` per task ``key``, summed, see
+    :func:`task_histogram`), ``sample`` (one value of the law ``name`` of a slot: the laws need
+    the whole sample, :class:`LocalSamples` or its Spark twin reduce them; ``item`` 1 marks
+    the totals of occurrences that stopped the run, used when nothing else reaches the slot),
+    ``pending`` (the overhead time of a run that waited before retries, before the waits —
+    ``stage`` empty — and per wait its ``stage`` and backoff multiple; :func:`settle_waits`)
+    and ``candidate`` (an LLM output, ``key`` trace and ``key2`` span, of a successful run that
+    raised nothing, ``name`` ``ok``, or whose mistake raised an error, ``wrong``: its logged
+    confidence goes to :func:`confidence_counts`).
+
+    Args:
+        st: the :func:`failkit.steps` of whole runs.
+        runs: those runs with ``trace_id``, ``duration_s``, ``cost_usd`` (and ``task_id``,
+            ``outcome`` for the task spread).
+    """
+    runs = runs_frame(runs, ["trace_id", "duration_s", "cost_usd"])
+    w = _working(st)
+    w = w.loc[w["trace_id"].isin(runs["trace_id"])]
+    runs = runs.loc[runs["trace_id"].isin(w["trace_id"].unique())].reset_index(drop=True)
+    if w.empty:
+        return _partial_frame([])
+    ids = runs["trace_id"]
+    occ = _occurrences(w)
+    occ = occ.assign(rank=slot_rank(occ["slot_stage"], occ["round"]))
+    occ = occ.loc[np.isfinite(occ["rank"])].rename(columns={"slot_stage": "stage"})
+    first = w.loc[w["is_first_failure"]].drop_duplicates("trace_id").set_index("trace_id")
+    first = first.assign(
+        rank=slot_rank(first["slot_stage"], first["round"]), silent=first["heuristic"].notna()
+    )
+    stops = occ.loc[occ["stopped"]].sort_values("rank", kind="stable")
+    stops = stops.drop_duplicates("trace_id").set_index("trace_id")
+    rounds = w.loc[w["slot_stage"].isin(ROUND_STAGES)].groupby("trace_id")["round"].max()
+    first_rank = occ["trace_id"].map(first["rank"]).fillna(np.inf)
+    reach = occ["trace_id"].map(stops["rank"]).fillna(np.inf) >= occ["rank"]
+    at_risk = first_rank >= occ["rank"]
+    slot = ["stage", "round"]
+    every = occ.assign(
+        n_occ=1,
+        det=occ["failed"] & at_risk,
+        unrec=occ["stopped"] & at_risk,
+        occ_reach=reach,
+        ok_n=reach & ~occ["stopped"],
+    )
+    failed = _failed_time(occ).assign(
+        n_failed=1, retries=lambda f: f["n_err"] - 1 + f["all_rec"].astype(np.int64)
+    )
+    failed_sums = [
+        "n_failed", "n_err", "retries", "all_rec", "n_trans", "stopped", "n_maybe",
+        "parse_stop", "failed_duration_s", "failed_cost_usd",
+    ]  # fmt: skip
+    fr = first.loc[np.isfinite(first["rank"]), ["slot_stage", "round", "silent"]]
+    fr = fr.rename(columns={"slot_stage": "stage"})
+    stop_of = pd.DataFrame(
+        {
+            "stage": ids.map(stops["stage"]).fillna(""),
+            "round": ids.map(stops["round"]).fillna(0),
+            "item": ids.map(rounds).fillna(0),
+            "stop_n": 1,
+        }
+    )
+    ws = w[["trace_id", "slot_stage", "kind", "error", "cause_span_id", "side_effect"]]
+    ws = ws.rename(columns={"slot_stage": "stage"})
+    llm = st.loc[st["kind"].eq("llm"), ["trace_id", "span_id", "status"]]
+    llm_ids = pd.MultiIndex.from_frame(llm[["trace_id", "span_id"]])
+    caused = ws["error"] & pd.MultiIndex.from_arrays([ws["trace_id"], ws["cause_span_id"]]).isin(
+        llm_ids
+    )
+    tools = w.loc[w["kind"].eq("tool") & w["stage"].eq("tool_execution"), "tool_name"]
+    ws = ws.assign(n_side=ws["side_effect"].notna(), n_llm=ws["kind"].eq("llm") | caused)
+    parts = [
+        _sums(every, slot, ["n_occ", "det", "unrec", "occ_reach", "ok_n"]),
+        _sums(failed, slot, failed_sums),
+        _sums(occ, slot, ["attempts"], "max"),
+        _sums(fr.assign(first_n=1), slot, ["first_n", "silent"]),
+        _sums(stop_of, [*slot, "item"], ["stop_n"]),
+        _sums(ws, ["stage"], ["n_side", "n_llm"]),
+        _sums(pd.DataFrame({"key": tools, "tool": 1}), ["key"], ["tool"]),
+        _rows("count", pd.DataFrame({"n_runs": [len(runs)]}), ["n_runs"]),
+    ]
+    parts += _backoff_partials(w, runs)
+    ok = occ.loc[reach]
+    for column, law in _LAWS.items():
+        value = ok[column].where(ok["stopped"], (ok[column] - ok[f"err_{column}"]).clip(lower=0))
+        parts.append(
+            _samples(f"ok_{law}", value, stage=ok["stage"], round=ok["round"], item=ok["stopped"])
+        )
+        n = failed["n_err"].to_numpy(np.int64)
+        each = np.repeat(failed[f"failed_{column}"].to_numpy() / n, n)
+        parts.append(_samples(f"failed_{law}", each, stage=np.repeat(failed["stage"], n)))
+    parts.append(_task_partials(runs))
+    success = ids.loc[~np.isfinite(ids.map(first["rank"]).fillna(np.inf))]
+    errors = st.loc[st["status"].eq("error")]
+    raised = (
+        pd.MultiIndex.from_frame(llm[["trace_id", "span_id"]]).isin(
+            pd.MultiIndex.from_arrays([errors["trace_id"], errors["cause_span_id"]])
+        )
+        | llm["status"].eq("error").to_numpy()
+    )
+    kind = np.where(raised, "wrong", np.where(llm["trace_id"].isin(success), "ok", ""))
+    cand = pd.DataFrame(
+        {"key": llm["trace_id"], "key2": llm["span_id"], "name": kind, "value": 0.0}
+    ).loc[kind != ""]
+    parts.append(_filled(cand.assign(part="candidate")))
+    return _partial_frame(parts)
+
+
+def _backoff_partials(w: pd.DataFrame, runs: pd.DataFrame) -> list[pd.DataFrame]:
+    """Waits before immediate repeats, and the overhead time and cost of each run.
+
+    A repeat's wait, less the usual gap between steps (the median of the others: a ``gap``
+    sample), is scaled to the first retry by the doubling backoff; per stage the partial sums
+    ``again_n``, ``again_s1`` (gaps scaled) and ``again_s2`` (scales) give the mean. A run's
+    overhead is its time less its steps' and its waits at that backoff.
+    """
+    nxt = w.groupby("trace_id").shift(-1)
+    again = (
+        w["error"]
+        & nxt["intent_id"].notna()
+        & (nxt["intent_id"].astype("string") == w["intent_id"].astype("string")).fillna(False)
+    )
+    end = w["start_time"] + pd.to_timedelta(w["duration_s"].fillna(0.0), unit="s")
+    gap = (nxt["start_time"] - end).dt.total_seconds()
+    scale = np.exp2(nxt["attempt"].astype(float) - 2)
+    rep = pd.DataFrame({"key": w["trace_id"], "stage": w["slot_stage"], "gap": gap, "j": scale})
+    rep = rep.loc[again]
+    seen = rep.loc[rep["gap"].notna()]
+    sums = seen.assign(again_n=1, again_s1=seen["gap"] / seen["j"], again_s2=1.0 / seen["j"])
+    step_time = w.groupby("trace_id")["duration_s"].sum()
+    step_cost = w.groupby("trace_id")["cost_usd"].sum()
+    ids = runs["trace_id"]
+    before = runs["duration_s"] - ids.map(step_time).fillna(0.0)
+    waited = ids.isin(rep["key"]).to_numpy()
+    cost = (runs["cost_usd"].fillna(0.0) - ids.map(step_cost).fillna(0.0)).clip(lower=0.0)
+    pending = pd.concat(
+        [
+            pd.DataFrame({"key": ids[waited], "value": before[waited]}),
+            rep[["key", "stage"]].assign(value=rep["j"]),
+        ]
+    )
+    return [
+        _samples("gap", gap.loc[~again].dropna()),
+        _rows("count", pd.DataFrame({"not_again": [int((~again).sum())]}), ["not_again"]),
+        _rows(
+            "count",
+            sums.groupby("stage", as_index=False)[["again_n", "again_s1", "again_s2"]].sum(),
+            ["again_n", "again_s1", "again_s2"],
+        ),
+        _samples(OVERHEAD_LATENCY, before[~waited].clip(lower=0.0).fillna(0.0)),
+        _samples("overhead_cost_usd", cost),
+        _filled(pending.fillna({"stage": ""}).assign(part="pending", name=OVERHEAD_LATENCY)),
+    ]
+
+
+def _task_partials(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per task: judged runs ``n`` and successes ``c`` (for the pass^k curve)."""
+    if not {"task_id", "outcome"} <= set(runs.columns):
+        return _partial_frame([])
+    known = runs.loc[runs["outcome"].isin([Outcome.SUCCESS.value, Outcome.FAILURE.value])]
+    known = known.loc[known["task_id"].notna()]
+    ok = known["outcome"].eq(Outcome.SUCCESS.value).astype(np.int64)
+    per = ok.groupby(known["task_id"].astype(str)).agg(["size", "sum"])
+    per = per.rename(columns={"size": "n", "sum": "c"}).rename_axis("key").reset_index()
+    return _rows("task", per, ["n", "c"])
+
+
+def confidence_counts(candidates: pd.DataFrame) -> pd.DataFrame:
+    """Partial ``count`` rows of the calibration from candidates with their ``confidence``.
+
+    Per kind (``key`` ``ok`` / ``wrong``): ``conf_n`` confidences, and ``conf_below`` at each
+    threshold ``item`` of :data:`~failkit.design.CDF_POINTS` — the empirical CDFs merge by
+    summing these counts.
+    """
+    known = candidates.loc[candidates["confidence"].notna()]
+    parts = []
+    for kind, g in known.groupby("name"):
+        below = cdf_counts(g["confidence"].to_numpy(float))
+        parts += [
+            _rows("count", pd.DataFrame({"key": [kind], "conf_n": [len(g)]}), ["conf_n"]),
+            _rows(
+                "count",
+                pd.DataFrame({"key": kind, "item": np.arange(below.size), "conf_below": below}),
+                ["conf_below"],
+            ),
+        ]
+    return _partial_frame(parts)
+
+
+def merge_partials(parts: pd.DataFrame) -> pd.DataFrame:
+    """``count`` rows summed and ``max`` rows maximized over partitions, per key and name."""
+    keys = ["part", "stage", "round", "item", "key", "name"]
+    merged = [
+        parts.loc[parts["part"].eq(part)]
+        .groupby(keys, as_index=False, sort=False)["value"]
+        .agg(how)
+        for part, how in (("count", "sum"), ("max", "max"))
+    ]
+    return pd.concat(merged, ignore_index=True)
+
+
+def task_histogram(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Tasks by judged runs and successes, from partial ``task`` rows: ``n``, ``c``, ``tasks``."""
+    if tasks.empty:
+        return pd.DataFrame({"n": [], "c": [], "tasks": []}).astype({"tasks": "int64"})
+    per = tasks.pivot_table(index="key", columns="name", values="value", aggfunc="sum")
+    per = per.reindex(columns=["n", "c"], fill_value=0.0)
+    return per.groupby(["n", "c"]).size().rename("tasks").reset_index()
+
+
+@dataclass(frozen=True)
+class Law:
+    """A law to build from the samples of a slot: rows ``name``/``stage``/``round``/``item``,
+    with ``zeros`` zero values more (runs that reach the slot without an occurrence)."""
+
+    name: str
+    stage: str = ""
+    round: int = 0
+    item: int = 0
+    zeros: int = 0
+
+
+class Samples(Protocol):
+    """Where the samples of :func:`design_partials` are (rows ``sample`` and ``pending``)."""
+
+    def median(self, name: str) -> float:
+        """Median of the law ``name`` (NaN when it has no value)."""
+        ...
+
+    def dists(self, laws: Sequence[Law], backoff: dict[str, float]) -> list[Dist]:
+        """:meth:`Dist.from_sample` of each law, the pending overhead settled at ``backoff``."""
+        ...
+
+
+def settle_waits(pending: pd.DataFrame, backoff: dict[str, float]) -> pd.Series:
+    """Overhead time of the runs that waited: time before waits less the waits at ``backoff``
+    (seconds before the first retry, per stage), clipped at 0 (0 when unknown)."""
+    base = pending.loc[pending["stage"].eq("")].set_index("key")["value"]
+    waits = pending.loc[pending["stage"].ne("")]
+    wait = (waits["stage"].map(backoff).astype(float) * waits["value"]).groupby(waits["key"]).sum()
+    return (base - base.index.map(wait).fillna(0.0)).clip(lower=0.0).fillna(0.0)
+
+
+class LocalSamples:
+    """The samples of a pandas frame of partial rows."""
+
+    def __init__(self, parts: pd.DataFrame) -> None:
+        self.rows = parts.loc[parts["part"].eq("sample")]
+        self.pending = parts.loc[parts["part"].eq("pending")]
+
+    def median(self, name: str) -> float:
+        """Median of the law ``name`` (NaN when it has no value)."""
+        return float(self.rows.loc[self.rows["name"].eq(name), "value"].median())
+
+    def dists(self, laws: Sequence[Law], backoff: dict[str, float]) -> list[Dist]:
+        """:meth:`Dist.from_sample` of each law, the pending overhead settled at ``backoff``."""
+        settled = _samples(OVERHEAD_LATENCY, settle_waits(self.pending, backoff))
+        rows = pd.concat([self.rows, settled], ignore_index=True)
+        groups = rows.groupby(["name", "stage", "round", "item"])["value"]
+        have = groups.indices
+        out = []
+        for law in laws:
+            key = (law.name, law.stage, law.round, law.item)
+            values = groups.get_group(key).to_numpy() if key in have else np.empty(0)
+            out.append(Dist.from_sample(np.concatenate([values, np.zeros(law.zeros)])))
+        return out
+
+
 def estimate_design(
     source: Source,
     runs: pd.DataFrame,
@@ -393,6 +712,9 @@ def estimate_design(
 ) -> Design:
     """Estimate today's design from the steps of its runs (see the module docstring).
 
+    The runs are one partition of :func:`design_partials`, merged (:func:`merge_partials`)
+    and finalized (:func:`finalize_design`) as Spark does with many partitions.
+
     Args:
         source: a TraceStore, spans DataFrame or :func:`failkit.steps` frame.
         runs: one row per run with ``trace_id``, ``duration_s``, ``cost_usd`` and, for the
@@ -401,53 +723,126 @@ def estimate_design(
         task_spread: ``"fit"`` (from the pass^k curve when tasks have repeated trials) or a
             value.
         confidence: logged confidences, ``trace_id``, ``span_id``, ``confidence`` (from a store:
-            :func:`confidences`), for the calibration fit.
+            :func:`confidences`), for the calibration fit; by default the steps' own
+            ``confidence`` column when they have one.
 
     Raises:
         FailkitError: no run has a working step.
     """
     st = _steps_of(source)
-    if confidence is not None and "confidence" not in st.columns:
-        st = st.merge(
-            confidence[["trace_id", "span_id", "confidence"]],
-            how="left",
-            on=["trace_id", "span_id"],
+    if confidence is None and "confidence" in st.columns:
+        confidence = st[["trace_id", "span_id", "confidence"]]
+    parts = design_partials(st, runs)
+    cand = parts.loc[parts["part"].eq("candidate")]
+    counts = parts.loc[parts["part"].isin(["count", "max"])]
+    if confidence is not None:
+        with_conf = cand.merge(
+            confidence[["trace_id", "span_id", "confidence"]].rename(
+                columns={"trace_id": "key", "span_id": "key2"}
+            ),
+            on=["key", "key2"],
         )
-    ch = Chains.of(st, runs)
-    w, occ, slots, never = ch.working, ch.occ, ch.slots, len(ch.slots)
-    runs, first, idx = ch.runs, ch.first, ch.idx
-    first_pos, stop_pos, silent_at = ch.first_pos, ch.stop_pos, ch.silent_at
-    silent = first.loc[first["silent"]].groupby("slot_stage").size()
-    pooled = _pooled(occ, w, silent)
-    per_stage_backoff, waits = _backoff(w)
-    failed_occ = _failed_time(occ)
-    failed_laws = _failed_laws(failed_occ)
-    success = pd.Series(first_pos >= never, index=idx)
-    calibration = _calibration(st, success)
-    llm_stages = set(w.loc[w["kind"].eq("llm"), "slot_stage"]) | set(
-        w.loc[
-            w["error"] & w["cause_span_id"].isin(st.loc[st["kind"].eq("llm"), "span_id"]),
-            "slot_stage",
-        ]
+        counts = pd.concat([counts, confidence_counts(with_conf)], ignore_index=True)
+    return finalize_design(
+        merge_partials(counts),
+        task_histogram(parts.loc[parts["part"].eq("task")]),
+        LocalSamples(parts),
+        name=name,
+        task_spread=task_spread,
     )
-    n_tools = int(
-        w.loc[w["kind"].eq("tool") & w["stage"].eq("tool_execution"), "tool_name"].nunique()
+
+
+def finalize_design(
+    counts: pd.DataFrame,
+    tasks: pd.DataFrame,
+    samples: Samples,
+    *,
+    name: str = "observed",
+    task_spread: float | Literal["fit"] = "fit",
+) -> Design:
+    """Step (c) of the estimate: the design from merged partial counts and the samples.
+
+    Args:
+        counts: :func:`merge_partials` of every partition's ``count`` and ``max`` rows (with
+            :func:`confidence_counts`).
+        tasks: :func:`task_histogram` of every partition's ``task`` rows.
+        samples: where the ``sample`` and ``pending`` rows are.
+        name, task_spread: as in :func:`estimate_design`.
+
+    Raises:
+        FailkitError: no run has a working step.
+    """
+    table = dict(
+        zip(
+            zip(*(counts[c] for c in ("name", "stage", "round", "item", "key")), strict=True),
+            counts["value"],
+            strict=True,
+        )
     )
+
+    def get(what: str, stage: str = "", rnd: int = 0, item: int = 0, key: str = "") -> float:
+        return float(table.get((what, stage, rnd, item, key), 0.0))
+
+    def entries(what: str) -> list[tuple[tuple, float]]:
+        return [(k[1:], v) for k, v in table.items() if k[0] == what]
+
+    n_runs = int(get("n_runs"))
+    if not n_runs:
+        raise FailkitError("no working steps (llm, tool, …) to estimate a design from")
+    present = [k[:2] for k, _ in entries("n_occ")]
+    max_round = max((r for s, r in present if s in ROUND_STAGES), default=0)
+    slots = _order({s for s, _ in present}, max_round)
+    ranks = slot_rank([s for s, _ in slots], [r for _, r in slots])
+    first = entries("first_n")
+    first_rank = slot_rank([k[0] for k, _ in first], [k[1] for k, _ in first])
+    first_n = np.array([v for _, v in first])
+    stop = entries("stop_n")
+    stop_rank = slot_rank([k[0] for k, _ in stop], [k[1] for k, _ in stop])
+    stop_rounds = np.array([k[2] for k, _ in stop])
+    stop_n = np.array([v for _, v in stop])
+
+    def pooled(stage: str, what: str, how: str = "count") -> float:
+        values = [v for k, v in entries(what) if k[0] == stage]
+        return max(values) if how == "max" else float(sum(values))
+
+    pools = {
+        s: _pooled(
+            {c: pooled(s, c) for c in _POOLED_COUNTS} | {"attempts": pooled(s, "attempts", "max")}
+        )
+        for s in {s for s, _ in present}
+    }
+    normal = samples.median("gap") if get("not_again") else 0.0
+    backoff = {
+        s: max(0.0, (get("again_s1", s) - normal * get("again_s2", s)) / n)
+        for (s, *_), n in entries("again_n")
+        if n
+    }
+    reach = [float(stop_n[stop_rank >= r].sum()) for r in ranks]
+    ok_laws = []
+    for j, (stage, rnd) in enumerate(slots):
+        zeros = int(reach[j] - get("occ_reach", stage, rnd))
+        item = 0 if get("ok_n", stage, rnd) + zeros else 1  # else the totals that stopped
+        ok_laws.append([Law(f"ok_{law}", stage, rnd, item, zeros) for law in _LAWS.values()])
+    failed_stages = sorted({s for s, _ in present if pooled(s, "n_failed")})
+    failed_laws = {s: [Law(f"failed_{law}", s) for law in _LAWS.values()] for s in failed_stages}
+    over = [Law(OVERHEAD_LATENCY), Law("overhead_cost_usd")]
+    wanted = [law for laws in (*ok_laws, *failed_laws.values(), over) for law in laws]
+    built = dict(zip(wanted, samples.dists(wanted, backoff), strict=True))
+    n_tools = len(entries("tool"))
+    calibration = _calibration(get)
     stages = []
     for j, (stage, rnd) in enumerate(slots):
-        at_risk = first_pos >= j
-        here = occ.loc[occ["pos"] == j].set_index("trace_id")
-        failed = _flagged(idx, here["failed"])
-        n = int(at_risk.sum())
-        det = int((failed & at_risk).sum())
-        unrec = int((_flagged(idx, here["stopped"]) & at_risk).sum())
-        sil = int(((first_pos == j) & silent_at).sum())
+        n = n_runs - int(first_n[first_rank < ranks[j]].sum())
+        det = int(get("det", stage, rnd))
+        unrec = int(get("unrec", stage, rnd))
+        sil = int(get("silent", stage, rnd))
         fails = det + sil
-        pool = pooled[stage]
-        reach = stop_pos >= j
-        present = float((ch.rounds[reach] >= rnd).mean()) if rnd and reach.any() else 1.0
-        lat, cost = (_ok_attempts(here, idx, reach, col) for col in ("duration_s", "cost_usd"))
-        lat_failed, cost_failed = failed_laws.get(stage, (None, None))
+        pool = pools[stage]
+        made = float(stop_n[(stop_rank >= ranks[j]) & (stop_rounds >= rnd)].sum())
+        lat, cost = (built[law] for law in ok_laws[j])
+        lat_failed, cost_failed = (
+            (built[law] for law in failed_laws[stage]) if stage in failed_laws else (None, None)
+        )
         stages.append(
             Stage(
                 name=_slot_name(stage, rnd),
@@ -458,7 +853,7 @@ def estimate_design(
                 p_transient=_transient(unrec / det, pool) if det else pool["p_transient"],
                 p_recover=pool["p_recover"],
                 max_attempts=pool["max_attempts"],
-                backoff_s=per_stage_backoff.get(stage, 0.0),
+                backoff_s=backoff.get(stage, 0.0),
                 idempotent=pool["idempotent"],
                 p_side_effect_on_failure=pool["p_side_effect"],
                 parse_failure_share=pool["parse_share"],
@@ -467,32 +862,43 @@ def estimate_design(
                 latency_s_failed=lat_failed,
                 cost_usd_failed=cost_failed,
                 n_tools=n_tools if stage == "tool_selection" and n_tools else None,
-                calibration=calibration if stage in llm_stages else None,
-                presence=present,
+                calibration=calibration if pooled(stage, "n_llm") else None,
+                presence=made / reach[j] if rnd and reach[j] else 1.0,
             )
         )
-    step_time = w.groupby("trace_id")["duration_s"].sum()
-    step_cost = w.groupby("trace_id")["cost_usd"].sum()
-    over_t = (
-        runs["duration_s"] - idx.map(step_time).fillna(0.0) - idx.map(waits).fillna(0.0)
-    ).clip(lower=0.0)
-    over_c = (runs["cost_usd"].fillna(0.0) - idx.map(step_cost).fillna(0.0)).clip(lower=0.0)
-    stages.append(
-        Stage(
-            name=OVERHEAD,
-            p_success=1.0,
-            latency_s=Dist.from_sample(over_t.fillna(0.0)),
-            cost_usd=Dist.from_sample(over_c),
-        )
-    )
+    over_t, over_c = (built[law] for law in over)
+    stages.append(Stage(name=OVERHEAD, p_success=1.0, latency_s=over_t, cost_usd=over_c))
     spread = task_spread
     if spread == "fit":
-        spread, factor = (0.0, 1.0)
-        if {"task_id", "outcome"} <= set(runs.columns):
-            spread, factor = _fit_spread(stages, runs)
+        spread, factor = _fit_spread(stages, tasks)
         stages = [_scaled(s, factor) for s in stages]
-    stages = _matched_failed_laws(stages, float(spread), failed_occ, len(runs))
+    per_slot = {
+        j: (get("failed_duration_s", *slot) / n_runs, get("failed_cost_usd", *slot) / n_runs)
+        for j, slot in enumerate(slots)
+        if get("n_failed", *slot)
+    }
+    stages = _matched_failed_laws(stages, float(spread), per_slot)
     return Design(name=name, stages=tuple(stages), task_spread=float(spread))
+
+
+_POOLED_COUNTS = [
+    "n_failed", "n_err", "retries", "all_rec", "n_trans", "stopped", "n_maybe", "parse_stop",
+    "silent", "n_side",
+]  # fmt: skip
+
+
+def _calibration(get: Callable[..., float]) -> Calibration | None:
+    """Empirical confidence CDFs of LLM outputs of successful runs that raised nothing, vs
+    outputs whose mistake raised an error (:meth:`Calibration.from_counts`), when each kind
+    has :data:`MIN_CONFIDENCES`."""
+    n_ok, n_wrong = get("conf_n", key="ok"), get("conf_n", key="wrong")
+    if n_ok < MIN_CONFIDENCES or n_wrong < MIN_CONFIDENCES:
+        return None
+
+    def below(kind: str) -> np.ndarray:
+        return np.array([get("conf_below", item=i, key=kind) for i in range(CDF_POINTS)])
+
+    return Calibration.from_counts(below("ok"), int(n_ok), below("wrong"), int(n_wrong))
 
 
 def _scaled(stage: Stage, factor: float) -> Stage:
@@ -511,19 +917,6 @@ def _transient(unrecovered: float, pool: dict) -> float:
     return float(np.clip((1.0 - unrecovered) / (1.0 - (1.0 - r) ** (m - 1)), 0.0, 1.0))
 
 
-def _ok_attempts(here: pd.DataFrame, idx: pd.Index, reach: np.ndarray, column: str) -> Dist:
-    """Law of the attempts that raised nothing at a slot, over the runs that reach it.
-
-    One per occurrence that did not stop the run: its total less its errors' (a run that skips
-    the slot gives 0); when every occurrence stopped, the totals.
-    """
-    total = idx.map(here[column]).fillna(0.0).to_numpy()[reach]
-    errors = idx.map(here[f"err_{column}"]).fillna(0.0).to_numpy()[reach]
-    stopped = _flagged(idx, here["stopped"])[reach]
-    ok = (total - errors)[~stopped]
-    return Dist.from_sample(np.clip(ok, 0.0, None) if ok.size else total)
-
-
 def _failed_time(occ: pd.DataFrame) -> pd.DataFrame:
     """Occurrences with errors: ``n_err`` and the time and cost of their failed attempts.
 
@@ -540,22 +933,8 @@ def _failed_time(occ: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _failed_laws(failed: pd.DataFrame) -> dict[str, tuple[Dist, Dist]]:
-    """Per stage, over its rounds: latency and cost laws of the attempts that raised an error
-    (each occurrence's failed time shared evenly by its failed attempts)."""
-    out = {}
-    for stage, g in failed.groupby("slot_stage"):
-        n = g["n_err"].to_numpy(np.int64)
-        laws = [
-            Dist.from_sample(np.repeat(g[f"failed_{c}"].to_numpy() / n, n))
-            for c in ("duration_s", "cost_usd")
-        ]
-        out[str(stage)] = (laws[0], laws[1])
-    return out
-
-
 def _matched_failed_laws(
-    stages: list[Stage], spread: float, failed: pd.DataFrame, n_runs: int
+    stages: list[Stage], spread: float, per_slot: dict[int, tuple[float, float]]
 ) -> list[Stage]:
     """Scale each slot's failed-attempt laws so that the design spends the failed time observed.
 
@@ -567,7 +946,6 @@ def _matched_failed_laws(
     """
     from failkit.simulate import _Z_FINE, _outcomes, _task_rates, _z_grid
 
-    per_slot = failed.groupby("pos")[["failed_duration_s", "failed_cost_usd"]].sum() / n_runs
     z, w = _z_grid(spread, _Z_FINE)
     p = _task_rates(np.array([[s.p_effective for s in stages]]), spread, z)
     out, reach = [], np.ones((1, z.size))
@@ -575,15 +953,14 @@ def _matched_failed_laws(
         o = _outcomes(s, p[..., pos])
         j = np.arange(1, s.max_attempts + 1)
         expected = float((((o.ok_auto @ (j - 1) + o.stop @ j) * reach) @ w)[0])
-        if s.splits_failed and expected > 0 and pos in per_slot.index:
+        if s.splits_failed and expected > 0 and pos in per_slot:
             changes = {}
-            for field, column in (
-                ("latency_s_failed", "failed_duration_s"),
-                ("cost_usd_failed", "failed_cost_usd"),
+            for field, spent in zip(
+                ("latency_s_failed", "cost_usd_failed"), per_slot[pos], strict=True
             ):
                 law = getattr(s, field)
                 if law.mean > 0:
-                    k = float(per_slot.loc[pos, column]) / (expected * law.mean)
+                    k = spent / (expected * law.mean)
                     changes[field] = Dist(values=tuple(v * k for v in law.values), probs=law.probs)
             s = s.model_copy(update=changes)
         reach = reach * (o.ok_auto.sum(-1) + o.caught + o.bad)
@@ -591,36 +968,31 @@ def _matched_failed_laws(
     return out
 
 
-def _pooled(occ: pd.DataFrame, w: pd.DataFrame, silent: pd.Series) -> dict[str, dict]:
-    """Per stage, over its rounds: recovery, attempts, transient share, side effects, parse.
+def _pooled(t: dict[str, float]) -> dict:
+    """A stage's numbers pooled over its rounds from its summed counts ``t``: recovery,
+    attempts, transient share, detectable share, side effects, parse share.
 
-    ``silent``: silent first failures per stage. ``parse_share`` is the share of the failures
-    that *ended* runs (silent ones and errors left after the retries) that are parse/format
-    errors: ``Stage.structured_outputs`` scales all failures of the stage keeping their mix, so
-    this share is the one that moves the success rate by what removing them really does.
+    ``parse_share`` is the share of the failures that *ended* runs (silent ones and errors left
+    after the retries) that are parse/format errors: ``Stage.structured_outputs`` scales all
+    failures of the stage keeping their mix, so this share is the one that moves the success
+    rate by what removing them really does.
     """
-    out = {}
-    idempotent = w.groupby("slot_stage")["side_effect"].apply(lambda s: bool(s.isna().all()))
-    for stage, g in occ.groupby("slot_stage"):
-        chains = g.loc[g["failed"]]
-        retries = int((chains["n_err"] - 1 + chains["all_rec"].astype(int)).sum())
-        recovered = int(chains["all_rec"].sum())
-        m = int(g["attempts"].max())
-        r = recovered / retries if retries else None
-        errors = int(chains["n_err"].sum())
-        t = float(chains["n_trans"].sum() / errors) if errors else 1.0
-        out[stage] = {"p_recover": r, "max_attempts": m, "p_transient": t}
-        if len(chains):
-            out[stage]["p_transient"] = _transient(float(chains["stopped"].mean()), out[stage])
-        fails = errors + int(silent.get(stage, 0))
-        lost = int(chains["stopped"].sum()) + int(silent.get(stage, 0))
-        out[stage] |= {
-            "p_detectable": errors / fails if fails else 1.0,
-            "idempotent": bool(idempotent.get(stage, True)),
-            "p_side_effect": float(chains["n_maybe"].sum() / errors) if errors else 0.0,
-            "parse_share": float(chains["parse_stop"].sum() / lost) if lost else 0.0,
-        }
-    return out
+    errors, retries = int(t["n_err"]), int(t["retries"])
+    out = {
+        "p_recover": t["all_rec"] / retries if retries else None,
+        "max_attempts": int(t["attempts"]),
+        "p_transient": t["n_trans"] / errors if errors else 1.0,
+    }
+    if t["n_failed"]:
+        out["p_transient"] = _transient(t["stopped"] / t["n_failed"], out)
+    fails = errors + int(t["silent"])
+    lost = int(t["stopped"]) + int(t["silent"])
+    return out | {
+        "p_detectable": errors / fails if fails else 1.0,
+        "idempotent": not t["n_side"],
+        "p_side_effect": t["n_maybe"] / errors if errors else 0.0,
+        "parse_share": t["parse_stop"] / lost if lost else 0.0,
+    }
 
 
 def fit_tool_slope(

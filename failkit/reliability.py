@@ -107,12 +107,27 @@ def pass_hat_k(
         run has a task and a known outcome.
     """
     counts = _task_counts(runs)
+    return pass_hat_k_counts(
+        counts["n"].to_numpy(float), counts["c"].to_numpy(float), ks=ks, n_boot=n_boot,
+        level=level, seed=seed,
+    )  # fmt: skip
+
+
+def pass_hat_k_counts(
+    n: np.ndarray,
+    c: np.ndarray,
+    *,
+    ks: Iterable[int] = range(1, 9),
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`pass_hat_k` of tasks given by their judged runs ``n`` and successes ``c``."""
     ks = [int(k) for k in ks]
     if any(k < 1 for k in ks):
         raise FailkitError(f"ks must be positive integers, got {ks}")
-    if counts.empty:
+    if len(n) == 0:
         return _empty(PASS_HAT_K_COLUMNS)
-    n, c = counts["n"].to_numpy(float), counts["c"].to_numpy(float)
     rng = np.random.default_rng(seed)
     rows = []
     for k in ks:
@@ -188,18 +203,41 @@ def stage_reliability(
         ``n_recovered`` (errors a later step got past), ``latency_s_{mean,p50,p95}``,
         ``cost_usd_{mean,p50,p95}``.
     """
+    keys = _reliability_keys(by)
+    frame = _attempts(_steps_of(source), keys)
+    quantiles = frame.groupby(keys, sort=False)[["lat", "cost"]].quantile([0.5, 0.95]).unstack()
+    quantiles.columns = [_QUANTILES[c] for c in quantiles.columns]
+    return finalize_reliability(
+        reliability_partials(frame, keys), quantiles.reset_index(), keys=keys, level=level
+    )
+
+
+_QUANTILES = {
+    ("lat", 0.5): "latency_s_p50",
+    ("lat", 0.95): "latency_s_p95",
+    ("cost", 0.5): "cost_usd_p50",
+    ("cost", 0.95): "cost_usd_p95",
+}
+"""Quantiles of :func:`stage_reliability`: (attempt column, level) -> output column."""
+RELIABILITY_SUMS = [
+    "n_attempts", "n_detectable", "n_silent", "n_transient", "n_recovered", "lat_sum", "lat_n",
+    "cost_sum", "cost_n",
+]  # fmt: skip
+"""Value columns of :func:`reliability_partials` (sums over partitions merge them)."""
+
+
+def _reliability_keys(by: str | None) -> list[str]:
     if by not in (None, "tool_name", "model"):
         raise FailkitError(f"by must be None, 'tool_name' or 'model', got {by!r}")
-    keys = ["stage"] + ([by] if by else [])
-    columns = keys + STAGE_RELIABILITY_COLUMNS[1:]
-    st = _steps_of(source)
+    return ["stage"] + ([by] if by else [])
+
+
+def _attempts(st: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per attempt (see :func:`stage_reliability`): its keys (missing ones ``(none)``),
+    whether it failed detectably / silently, was transient / recovered, its time and cost."""
     w = st.loc[~st["kind"].isin(["agent", "chain", "human"])]
-    if w.empty:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}).astype(
-            {k: "str" for k in keys}
-        )
     err = w["status"].eq("error") & ~w["propagated"].fillna(False).astype(bool)
-    frame = (
+    return (
         w[keys]
         .astype("string")
         .fillna("(none)")
@@ -212,23 +250,48 @@ def stage_reliability(
             cost=w["cost_usd"],
         )
     )
-    g = frame.groupby(keys, sort=False)
-    out = g.agg(
-        n_attempts=("det", "size"),
-        n_detectable=("det", "sum"),
-        n_silent=("sil", "sum"),
-        n_transient=("trans", "sum"),
-        n_recovered=("rec", "sum"),
-        latency_s_mean=("lat", "mean"),
-        cost_usd_mean=("cost", "mean"),
+
+
+def reliability_partials(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per key: the counts and sums of :func:`_attempts` rows that :func:`stage_reliability`
+    merges (:data:`RELIABILITY_SUMS`, summed over partitions of the steps)."""
+    return (
+        frame.groupby(keys, sort=False)
+        .agg(
+            n_attempts=("det", "size"),
+            n_detectable=("det", "sum"),
+            n_silent=("sil", "sum"),
+            n_transient=("trans", "sum"),
+            n_recovered=("rec", "sum"),
+            lat_sum=("lat", "sum"),
+            lat_n=("lat", "count"),
+            cost_sum=("cost", "sum"),
+            cost_n=("cost", "count"),
+        )
+        .reset_index()
     )
-    for name, col, q in (
-        ("latency_s_p50", "lat", 0.5),
-        ("latency_s_p95", "lat", 0.95),
-        ("cost_usd_p50", "cost", 0.5),
-        ("cost_usd_p95", "cost", 0.95),
-    ):
-        out[name] = g[col].quantile(q)
+
+
+def finalize_reliability(
+    sums: pd.DataFrame, quantiles: pd.DataFrame, *, keys: list[str], level: float = 0.95
+) -> pd.DataFrame:
+    """The table of :func:`stage_reliability` from merged partial sums and the quantiles.
+
+    Args:
+        sums: :func:`reliability_partials`, summed per key over partitions.
+        quantiles: per key, the columns of :data:`_QUANTILES` (missing keys: NaN).
+        keys: ``stage`` and the ``by`` column.
+        level: interval coverage.
+    """
+    columns = keys + STAGE_RELIABILITY_COLUMNS[1:]
+    if sums.empty:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}).astype(
+            {k: "str" for k in keys}
+        )
+    out = sums.merge(quantiles, on=keys, how="left")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["latency_s_mean"] = out["lat_sum"] / out["lat_n"].where(out["lat_n"] > 0)
+        out["cost_usd_mean"] = out["cost_sum"] / out["cost_n"].where(out["cost_n"] > 0)
     out["n_failures"] = out["n_detectable"] + out["n_silent"]
     out["n_successes"] = out["n_attempts"] - out["n_failures"]
     out["n_permanent"] = out["n_detectable"] - out["n_transient"]
@@ -241,7 +304,7 @@ def stage_reliability(
         out["silent_share"] = out["n_silent"] / out["n_failures"]
         out["transient_share"] = out["n_transient"] / out["n_detectable"]
     order = [False] + [True] * len(keys)
-    out = out.reset_index().sort_values(["n_attempts", *keys], ascending=order)
+    out = out.sort_values(["n_attempts", *keys], ascending=order)
     ints = [c for c in columns if c.startswith("n_")]
     return out[columns].astype({c: "int64" for c in ints}).reset_index(drop=True)
 
