@@ -430,34 +430,27 @@ def _partial_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
     )
 
 
-def design_partials(st: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """What whole runs contribute to their design, in rows that merge across partitions.
+def design_partials(st: pd.DataFrame) -> pd.DataFrame:
+    """What whole runs' steps contribute to their design, in rows that merge across partitions.
 
-    Step (a) and (b) of the estimate: each run is laid out on the slots of the design
+    Steps (a) and (b) of the estimate: each run is laid out on the slots of the design
     (:func:`slot_rank` orders them without knowing the others), then reduced to rows of
     :data:`PARTIAL_COLUMNS` by ``part``: ``count`` (summed by :func:`merge_partials`), ``max``
-    (maximum), ``task`` (judged runs ``n`` and successes ``c`` per task ``key``, summed, see
-    :func:`task_histogram`), ``sample`` (one value of the law ``name`` of a slot: the laws need
-    the whole sample, :class:`LocalSamples` or its Spark twin reduce them; ``item`` 1 marks
-    the totals of occurrences that stopped the run, used when nothing else reaches the slot),
-    ``pending`` (the overhead time of a run that waited before retries, before the waits —
-    ``stage`` empty — and per wait its ``stage`` and backoff multiple; :func:`settle_waits`)
-    and ``candidate`` (an LLM output, ``key`` trace and ``key2`` span, of a successful run that
-    raised nothing, ``name`` ``ok``, or whose mistake raised an error, ``wrong``: its logged
-    confidence goes to :func:`confidence_counts`).
+    (maximum), ``sample`` (one value of the law ``name`` of a slot or stage: laws need their
+    whole sample, which :class:`LocalSamples` or Spark reduce; ``item`` 1 marks the totals of
+    occurrences that stopped the run, used when nothing else reaches the slot), ``pending``
+    (waits before retries, :func:`settle_waits`), ``run`` (per run ``key`` its step time and
+    cost, for :func:`run_partials`) and ``candidate`` (an LLM output, ``key`` trace and ``key2``
+    span, of a successful run that raised nothing, ``name`` ``ok``, or whose mistake raised an
+    error, ``wrong``: its logged confidence goes to :func:`confidence_counts`).
 
     Args:
         st: the :func:`failkit.steps` of whole runs.
-        runs: those runs with ``trace_id``, ``duration_s``, ``cost_usd`` (and ``task_id``,
-            ``outcome`` for the task spread).
     """
-    runs = runs_frame(runs, ["trace_id", "duration_s", "cost_usd"])
     w = _working(st)
-    w = w.loc[w["trace_id"].isin(runs["trace_id"])]
-    runs = runs.loc[runs["trace_id"].isin(w["trace_id"].unique())].reset_index(drop=True)
     if w.empty:
         return _partial_frame([])
-    ids = runs["trace_id"]
+    ids = pd.Series(w["trace_id"].unique())
     occ = _occurrences(w)
     occ = occ.assign(rank=slot_rank(occ["slot_stage"], occ["round"]))
     occ = occ.loc[np.isfinite(occ["rank"])].rename(columns={"slot_stage": "stage"})
@@ -513,9 +506,8 @@ def design_partials(st: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         _sums(stop_of, [*slot, "item"], ["stop_n"]),
         _sums(ws, ["stage"], ["n_side", "n_llm"]),
         _sums(pd.DataFrame({"key": tools, "tool": 1}), ["key"], ["tool"]),
-        _rows("count", pd.DataFrame({"n_runs": [len(runs)]}), ["n_runs"]),
     ]
-    parts += _backoff_partials(w, runs)
+    parts += _backoff_partials(w)
     ok = occ.loc[reach]
     for column, law in _LAWS.items():
         value = ok[column].where(ok["stopped"], (ok[column] - ok[f"err_{column}"]).clip(lower=0))
@@ -525,7 +517,6 @@ def design_partials(st: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         n = failed["n_err"].to_numpy(np.int64)
         each = np.repeat(failed[f"failed_{column}"].to_numpy() / n, n)
         parts.append(_samples(f"failed_{law}", each, stage=np.repeat(failed["stage"], n)))
-    parts.append(_task_partials(runs))
     success = ids.loc[~np.isfinite(ids.map(first["rank"]).fillna(np.inf))]
     errors = st.loc[st["status"].eq("error")]
     raised = (
@@ -542,13 +533,14 @@ def design_partials(st: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return _partial_frame(parts)
 
 
-def _backoff_partials(w: pd.DataFrame, runs: pd.DataFrame) -> list[pd.DataFrame]:
-    """Waits before immediate repeats, and the overhead time and cost of each run.
+def _backoff_partials(w: pd.DataFrame) -> list[pd.DataFrame]:
+    """Waits before immediate repeats, and each run's step time and cost.
 
     A repeat's wait, less the usual gap between steps (the median of the others: a ``gap``
     sample), is scaled to the first retry by the doubling backoff; per stage the partial sums
     ``again_n``, ``again_s1`` (gaps scaled) and ``again_s2`` (scales) give the mean. A run's
-    overhead is its time less its steps' and its waits at that backoff.
+    overhead is its time less its steps' (``run`` rows, :func:`run_partials`) and its waits at
+    that backoff (``pending`` rows: per repeat its stage and backoff multiple).
     """
     nxt = w.groupby("trace_id").shift(-1)
     again = (
@@ -563,30 +555,53 @@ def _backoff_partials(w: pd.DataFrame, runs: pd.DataFrame) -> list[pd.DataFrame]
     rep = rep.loc[again]
     seen = rep.loc[rep["gap"].notna()]
     sums = seen.assign(again_n=1, again_s1=seen["gap"] / seen["j"], again_s2=1.0 / seen["j"])
-    step_time = w.groupby("trace_id")["duration_s"].sum()
-    step_cost = w.groupby("trace_id")["cost_usd"].sum()
-    ids = runs["trace_id"]
-    before = runs["duration_s"] - ids.map(step_time).fillna(0.0)
-    waited = ids.isin(rep["key"]).to_numpy()
-    cost = (runs["cost_usd"].fillna(0.0) - ids.map(step_cost).fillna(0.0)).clip(lower=0.0)
-    pending = pd.concat(
-        [
-            pd.DataFrame({"key": ids[waited], "value": before[waited]}),
-            rep[["key", "stage"]].assign(value=rep["j"]),
-        ]
-    )
+    per_run = w.groupby("trace_id", as_index=False)[["duration_s", "cost_usd"]].sum()
+    per_run = per_run.rename(
+        columns={"trace_id": "key", "duration_s": "step_time", "cost_usd": "step_cost"}
+    ).assign(waited=lambda r: r["key"].isin(rep["key"]))
     return [
         _samples("gap", gap.loc[~again].dropna()),
         _rows("count", pd.DataFrame({"not_again": [int((~again).sum())]}), ["not_again"]),
-        _rows(
-            "count",
-            sums.groupby("stage", as_index=False)[["again_n", "again_s1", "again_s2"]].sum(),
-            ["again_n", "again_s1", "again_s2"],
+        _sums(sums, ["stage"], ["again_n", "again_s1", "again_s2"]),
+        _filled(
+            rep[["key", "stage"]].assign(part="pending", name=OVERHEAD_LATENCY, value=rep["j"])
         ),
-        _samples(OVERHEAD_LATENCY, before[~waited].clip(lower=0.0).fillna(0.0)),
-        _samples("overhead_cost_usd", cost),
-        _filled(pending.fillna({"stage": ""}).assign(part="pending", name=OVERHEAD_LATENCY)),
+        _rows("run", per_run, ["step_time", "step_cost", "waited"]),
     ]
+
+
+RUN_COLUMNS = ["trace_id", "step_time", "step_cost", "waited"]
+"""Columns of :func:`run_frame`: per run, from its steps."""
+
+
+def run_frame(parts: pd.DataFrame) -> pd.DataFrame:
+    """The ``run`` rows of :func:`design_partials` as one row per run (:data:`RUN_COLUMNS`)."""
+    rows = parts.loc[parts["part"].eq("run")]
+    wide = rows.pivot(index="key", columns="name", values="value")
+    wide = wide.reindex(columns=RUN_COLUMNS[1:]).rename_axis(None, axis=1)
+    return wide.rename_axis("trace_id").reset_index().astype({"waited": bool})
+
+
+def run_partials(runs: pd.DataFrame) -> pd.DataFrame:
+    """What each run itself contributes: its overhead time and cost, and its task's counts.
+
+    Args:
+        runs: :func:`run_frame` joined with the runs' ``duration_s``, ``cost_usd`` (and
+            ``task_id``, ``outcome`` for the task spread): one row per run with working steps.
+    """
+    before = runs["duration_s"] - runs["step_time"].fillna(0.0)
+    waited = runs["waited"].to_numpy(bool)
+    cost = (runs["cost_usd"].fillna(0.0) - runs["step_cost"].fillna(0.0)).clip(lower=0.0)
+    pending = pd.DataFrame({"key": runs["trace_id"][waited], "value": before[waited]})
+    return _partial_frame(
+        [
+            _rows("count", pd.DataFrame({"n_runs": [len(runs)]}), ["n_runs"]),
+            _samples(OVERHEAD_LATENCY, before[~waited].clip(lower=0.0).fillna(0.0)),
+            _samples("overhead_cost_usd", cost),
+            _filled(pending.assign(part="pending", name=OVERHEAD_LATENCY)),
+            _task_partials(runs),
+        ]
+    )
 
 
 def _task_partials(runs: pd.DataFrame) -> pd.DataFrame:
@@ -712,8 +727,8 @@ def estimate_design(
 ) -> Design:
     """Estimate today's design from the steps of its runs (see the module docstring).
 
-    The runs are one partition of :func:`design_partials`, merged (:func:`merge_partials`)
-    and finalized (:func:`finalize_design`) as Spark does with many partitions.
+    All runs are one partition of :func:`design_partials` and :func:`run_partials`, merged
+    (:func:`merge_partials`) and finalized (:func:`finalize_design`) as Spark does with many.
 
     Args:
         source: a TraceStore, spans DataFrame or :func:`failkit.steps` frame.
@@ -732,10 +747,13 @@ def estimate_design(
     st = _steps_of(source)
     if confidence is None and "confidence" in st.columns:
         confidence = st[["trace_id", "span_id", "confidence"]]
-    parts = design_partials(st, runs)
-    cand = parts.loc[parts["part"].eq("candidate")]
+    runs = runs_frame(runs, ["trace_id", "duration_s", "cost_usd"])
+    parts = design_partials(st.loc[st["trace_id"].isin(runs["trace_id"])])
+    per_run = run_frame(parts).merge(runs.drop(columns=RUN_COLUMNS[1:], errors="ignore"))
+    parts = pd.concat([parts, run_partials(per_run)], ignore_index=True)
     counts = parts.loc[parts["part"].isin(["count", "max"])]
     if confidence is not None:
+        cand = parts.loc[parts["part"].eq("candidate")]
         with_conf = cand.merge(
             confidence[["trace_id", "span_id", "confidence"]].rename(
                 columns={"trace_id": "key", "span_id": "key2"}
