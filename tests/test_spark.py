@@ -90,7 +90,7 @@ def test_stage_reliability_is_the_duckdb_table(world, by):
 
 
 def test_failure_modes_and_summary_are_the_duckdb_ones(world):
-    modes = world.backend.failure_modes(world.steps)
+    modes = world.backend.collect_modes(world.backend.failure_modes(world.steps))
     expected = fk.failure_modes(world.store)
     assert len(modes) == len(expected) > 0
     pd.testing.assert_frame_equal(modes, expected)
@@ -99,10 +99,18 @@ def test_failure_modes_and_summary_are_the_duckdb_ones(world):
     )
 
 
-def test_failure_steps_are_fewer_than_all_steps(world):
-    """The modes read the failure events and failed runs only, not every step."""
-    local = world.backend.failure_steps(world.steps)
-    assert 0 < len(local) < len(world.reference)
+def test_only_distinct_signatures_reach_the_driver(world):
+    """The modes are made from one row per distinct signature, not from the events."""
+    from failkit.failures import failure_events, signatures
+    from failkit.spark import failures as spark_failures
+
+    ev = spark_failures.events(
+        world.steps, world.backend.table("labels"), label_names=(), rules=None
+    )
+    _, table = spark_failures.modes_of(ev, template_similarity=0.7, text_similarity=0.1, seed=0)
+    local = failure_events(world.reference, world.store.labels_df())
+    assert ev.count() == len(local)
+    assert len(table) == len(signatures(local)) <= len(local)
 
 
 def test_design_is_the_duckdb_design(world):
@@ -138,7 +146,8 @@ def test_label_names_locate_silent_failures_alike(spark, tmp_path):  # noqa: F81
     pd.testing.assert_frame_equal(got, expected)
     assert expected["heuristic"].eq("label:mistake_step").sum() > 0
     pd.testing.assert_frame_equal(
-        backend.failure_modes(st, **options), fk.failure_modes(store, **options)
+        backend.collect_modes(backend.failure_modes(st, **options)),
+        fk.failure_modes(store, **options),
     )
 
 

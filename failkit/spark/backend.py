@@ -12,10 +12,11 @@ what one call of a failkit function needs, and the partition runs that same func
 - :meth:`SparkBackend.stage_reliability` shuffles the steps by stage (each stage whole in one
   partition, in the order of the DuckDB path) and runs :func:`failkit.stage_reliability`;
   only the table (a row per stage) reaches the driver;
-- :meth:`SparkBackend.failure_modes` and :meth:`SparkBackend.failure_mode_summary` collect
-  only the steps those functions read — the failure events, the steps of failed runs and the
-  first step of the others — and run the local functions, whose template clustering needs
-  all the distinct messages in one place;
+- :meth:`SparkBackend.failure_modes` and :meth:`SparkBackend.failure_mode_summary` run the
+  three steps of :func:`failkit.failure_modes` where their data is
+  (:mod:`failkit.spark.failures`): events and signatures per partition of runs, modes of
+  the distinct signatures on the driver, the join back and the summary's partial sums per
+  partition;
 - :meth:`SparkBackend.design` collects the steps and runs
   :func:`failkit.estimate.estimate_design` (it walks every run's chain of stages).
 
@@ -37,10 +38,11 @@ from failkit.chains import FIRST_FAILURE_COLUMNS, first_failures, steps
 from failkit.design import Design
 from failkit.errors import FailkitError
 from failkit.estimate import estimate_design
-from failkit.failures import failure_mode_summary, failure_modes
+from failkit.failures import MODE_COLUMNS
 from failkit.lake import PARTITIONED, read_manifest
 from failkit.reliability import STAGE_RELIABILITY_COLUMNS, stage_reliability
 from failkit.schema import SPAN_COLUMNS, TABLES
+from failkit.spark import failures as spark_failures
 from failkit.spark.frames import (
     STEP_TYPES,
     TABLE_TYPES,
@@ -234,61 +236,92 @@ class SparkBackend:
         """The lake's labels as pandas (they are few: one or two per run)."""
         return to_pandas(self.table("labels").toArrow(), TABLE_TYPES["labels"])
 
-    def failure_steps(self, st: Any = None, *, label_names: Sequence[str] = ()) -> pd.DataFrame:
-        """The steps :func:`failkit.failure_modes` and its summary read, collected.
-
-        Failure events (unpropagated errors, silent first failures, steps that labels named
-        in ``label_names`` point at), every step of a failed run, and the earliest step of
-        every other run (for the trend's time window).
-        """
-        from pyspark.sql import Window
-        from pyspark.sql import functions as F
-
-        st = self._steps(st, {})
-        in_run = Window.partitionBy("trace_id")
-        pointed = (
-            self.table("labels")
-            .where(F.col("span_id").isNotNull() & F.col("name").isin(list(label_names)))
-            .select("trace_id", "span_id", F.lit(True).alias("fk_pointed"))
-            .distinct()
-        )
-        keep = (
-            st.join(pointed, ["trace_id", "span_id"], "left")
-            .withColumn("fk_failed", F.max("is_first_failure").over(in_run))
-            .withColumn("fk_start", F.min("start_time").over(in_run))
-            .where(
-                F.col("fk_failed")
-                | ((F.col("status") == "error") & ~F.col("propagated"))
-                | F.col("fk_pointed").isNotNull()
-                | (F.col("start_time") == F.col("fk_start"))
-            )
-            .select(*STEP_TYPES)
-        )
-        return self.collect_steps(keep)
-
     def failure_modes(
-        self, st: Any = None, *, label_names: Sequence[str] = (), **options: Any
-    ) -> pd.DataFrame:
-        """:func:`failkit.failure_modes` of the lake (events selected on Spark).
+        self,
+        st: Any = None,
+        *,
+        label_names: Sequence[str] = (),
+        rules: Sequence[StageRule] | None = None,
+        template_similarity: float = 0.7,
+        text_similarity: float = 0.1,
+        seed: int = 0,
+    ) -> Any:
+        """:func:`failkit.failure_modes` of the lake, as a Spark DataFrame.
+
+        Events and their signatures are made per partition of runs; only the distinct
+        signatures (with counts) reach the driver, where they are grouped into modes
+        (:mod:`failkit.spark.failures`). :meth:`collect_modes` gives the pandas frame.
 
         Args:
-            st: the steps (:meth:`steps` with the same ``label_names``); computed when None.
-            label_names: as in :func:`failkit.failure_modes`.
-            **options: other keyword options of :func:`failkit.failure_modes`.
+            st: the steps (:meth:`steps` with the same ``label_names`` and ``rules``);
+                computed when None.
+            label_names, rules, template_similarity, text_similarity, seed: as in
+                :func:`failkit.failure_modes`; the labels are the lake's.
         """
+        moded, _ = self._moded(st, label_names, rules, template_similarity, text_similarity, seed)
+        return moded.select(*MODE_COLUMNS)
+
+    def collect_modes(self, modes: Any) -> pd.DataFrame:
+        """Spark failure modes as the pandas frame :func:`failkit.failure_modes` returns."""
+        return spark_failures.collect_modes(modes)
+
+    def _moded(
+        self,
+        st: Any,
+        label_names: Sequence[str],
+        rules: Sequence[StageRule] | None,
+        template_similarity: float,
+        text_similarity: float,
+        seed: int,
+        *,
+        cache: bool = False,
+    ) -> tuple[Any, Any]:
         if st is None:
-            st = self.steps(rules=options.get("rules"), label_names=label_names)
-        local = self.failure_steps(st, label_names=label_names)
-        return failure_modes(local, label_names=label_names, labels=self.labels(), **options)
+            st = self.steps(rules=rules, label_names=label_names)
+        ev = spark_failures.events(st, self.table("labels"), label_names=label_names, rules=rules)
+        if cache:
+            ev = ev.cache()
+        moded, _ = spark_failures.modes_of(
+            ev, template_similarity=template_similarity, text_similarity=text_similarity, seed=seed
+        )
+        return moded, ev
 
     def failure_mode_summary(
-        self, st: Any = None, *, label_names: Sequence[str] = (), **options: Any
+        self,
+        st: Any = None,
+        *,
+        label_names: Sequence[str] = (),
+        rules: Sequence[StageRule] | None = None,
+        n_examples: int = 3,
+        n_tools: int = 3,
+        **options: Any,
     ) -> pd.DataFrame:
-        """:func:`failkit.failure_mode_summary` of the lake (see :meth:`failure_modes`)."""
+        """:func:`failkit.failure_mode_summary` of the lake: each partition of runs adds up
+        its runs (a few rows per mode), the driver adds up the partitions.
+
+        Args:
+            st: the steps (as for :meth:`failure_modes`); computed when None.
+            label_names, rules, n_examples, n_tools: as in
+                :func:`failkit.failure_mode_summary`.
+            **options: ``template_similarity``, ``text_similarity``, ``seed``.
+        """
         if st is None:
-            st = self.steps(rules=options.get("rules"), label_names=label_names)
-        local = self.failure_steps(st, label_names=label_names)
-        return failure_mode_summary(local, label_names=label_names, labels=self.labels(), **options)
+            st = self.steps(rules=rules, label_names=label_names)
+        moded, ev = self._moded(
+            st,
+            label_names,
+            rules,
+            options.get("template_similarity", 0.7),
+            options.get("text_similarity", 0.1),
+            options.get("seed", 0),
+            cache=True,
+        )
+        try:
+            return spark_failures.summary(
+                moded, spark_failures.window(st), n_examples=n_examples, n_tools=n_tools
+            )
+        finally:
+            ev.unpersist()
 
     def design(
         self, st: Any = None, *, name: str = "observed", task_spread: float | str = "fit"

@@ -57,8 +57,7 @@ def local_session(
         shuffle_partitions: ``spark.sql.shuffle.partitions`` (a few per core).
         driver_memory: ``spark.driver.memory`` (the driver is the executor in local mode).
         max_result_size: ``spark.driver.maxResultSize``, the most a collect may bring back
-            (the failure steps that :meth:`SparkBackend.failure_modes` collects are about a
-            third of the steps).
+            (:meth:`SparkBackend.design` collects every step).
 
     Raises:
         FailkitError: PySpark or Java is missing.

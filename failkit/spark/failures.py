@@ -1,0 +1,251 @@
+"""Failure modes on Spark: the per-run work in the partitions, only signatures to the driver.
+
+The three steps of :func:`failkit.failure_modes`, each run where its data is:
+
+1. :func:`failkit.failures.failure_events` (and :func:`~failkit.failures.summary_inputs`)
+   per partition of whole runs: each run's events, with their category, masked message or
+   comment and signature, and what the summary reads of the run. The labels named in
+   ``label_names`` travel with the first step of their run.
+2. The distinct signatures with their counts (a Spark aggregate) are collected, and
+   :func:`~failkit.failures.mode_table` runs on the driver: Drain and the clustering need
+   every distinct text in one place, and read nothing else.
+3. :func:`~failkit.failures.with_modes` joins the table back per partition: the modes stay
+   a Spark DataFrame. For the summary each partition also adds up its runs
+   (:func:`~failkit.failures.summary_parts`, a few rows per mode), and the driver adds the
+   partitions up (:func:`~failkit.failures.summary_from_parts`), with the runs' time window
+   from a Spark aggregate.
+
+Step 1 needs whole runs in a partition: the steps of the runs that can have an event
+(a fraction of the steps) are shuffled by ``trace_id`` first.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from failkit.failures import (
+    EVENT_COLUMNS,
+    MODE_COLUMNS,
+    SIGNATURE_COLUMNS,
+    SUMMARY_COLUMNS,
+    failure_events,
+    mode_table,
+    run_midpoint,
+    summary_from_parts,
+    summary_inputs,
+    summary_parts,
+    with_modes,
+)
+from failkit.spark.frames import STEP_TYPES, batches, ddl, from_batches, steps_to_pandas, to_pandas
+from failkit.stages import StageRule
+
+_TEXT = ("category", "short_type", "sig_text", "sig_doc", "signature")
+EVENT_TYPES: dict[str, str] = {
+    **{c: "VARCHAR" if c in _TEXT else STEP_TYPES.get(c, "BOOLEAN") for c in EVENT_COLUMNS},
+    "own_cost": "DOUBLE",
+    "own_seconds": "DOUBLE",
+    "run_start": "TIMESTAMP",
+    "cost_usd_after": "DOUBLE",
+    "seconds_after": "DOUBLE",
+}
+"""Column types of the events on Spark: :func:`failkit.failures.failure_events` and
+:func:`failkit.failures.summary_inputs`."""
+
+MODED_TYPES: dict[str, str] = {
+    **EVENT_TYPES,
+    "template": "VARCHAR",
+    "mode_id": "VARCHAR",
+    "mode_label": "VARCHAR",
+}
+"""The events with their modes."""
+
+_LABELS = "fk_labels"
+_LABEL_FIELDS = ["fk_order", "span_id", "name", "comment"]
+_PARTS = "part string, payload binary"
+
+
+def _labels_of(table: pa.Table) -> pd.DataFrame:
+    """The labels carried by the first step of each run, in their order in the lake."""
+    if _LABELS not in table.column_names:
+        return pd.DataFrame(columns=["trace_id", *_LABEL_FIELDS[1:]])
+    lists = table[_LABELS].combine_chunks()
+    flat = pc.list_flatten(lists)
+    rows = {"trace_id": table["trace_id"].combine_chunks().take(pc.list_parent_indices(lists))}
+    rows.update({f: flat.field(f) for f in _LABEL_FIELDS})
+    frame = pa.table(rows).to_pandas().sort_values("fk_order", ignore_index=True)
+    return frame.drop(columns="fk_order")
+
+
+def _partition_events(
+    parts: Iterator[pa.RecordBatch], label_names: Sequence[str], rules: Any
+) -> Iterator[pa.RecordBatch]:
+    """Step 1 on the whole runs of one partition."""
+    table = from_batches(parts)
+    if table is None:
+        return
+    st = steps_to_pandas(table.select(list(STEP_TYPES)))
+    st = st.sort_values(["trace_id", "step"], ignore_index=True)
+    ev = failure_events(st, _labels_of(table), label_names=label_names, rules=rules)
+    if not ev.empty:
+        yield from batches(summary_inputs(ev, st), EVENT_TYPES)
+
+
+def _partition_modes(
+    parts: Iterator[pa.RecordBatch], table: pd.DataFrame
+) -> Iterator[pa.RecordBatch]:
+    """Step 3: the events of one partition with their modes."""
+    events = from_batches(parts)
+    if events is not None:
+        yield from batches(with_modes(to_pandas(events, EVENT_TYPES), table), MODED_TYPES)
+
+
+def _ipc(frame: pd.DataFrame) -> bytes:
+    sink = io.BytesIO()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _partition_summary(
+    parts: Iterator[pa.RecordBatch], mid: pd.Timestamp | None, n_examples: int
+) -> Iterator[pa.RecordBatch]:
+    """The summary's partial sums over the runs of one partition, as Arrow IPC payloads."""
+    events = from_batches(parts)
+    if events is None:
+        return
+    moded = to_pandas(events, MODED_TYPES).astype({"step": "int64"})
+    done = summary_parts(moded, mid, n_examples=n_examples)
+    yield pa.RecordBatch.from_pydict(
+        {"part": list(done), "payload": [_ipc(f) for f in done.values()]},
+        schema=pa.schema([("part", pa.string()), ("payload", pa.binary())]),
+    )
+
+
+def _failed_runs(st: Any, labels: Any, label_names: Sequence[str]) -> Any:
+    """The steps of the runs that can have events, whole runs per partition.
+
+    A run has events when a step raised an unpropagated error, a silent first failure was
+    located, or a label named in ``label_names`` is on it; only those runs are shuffled.
+    """
+    from pyspark.sql import functions as F
+
+    runs = st.where(
+        ((F.col("status") == "error") & ~F.col("propagated"))
+        | (F.col("is_first_failure") & F.col("heuristic").isNotNull())
+    ).select("trace_id")
+    if label_names:
+        named = labels.where(F.col("name").isin(list(label_names)))
+        runs = runs.union(named.select(F.lower("trace_id").alias("trace_id")))
+    return st.join(runs.distinct(), "trace_id", "left_semi").repartition("trace_id")
+
+
+def events(
+    st: Any, labels: Any, *, label_names: Sequence[str], rules: Sequence[StageRule] | None
+) -> Any:
+    """Step 1 on Spark: the failure events of every run, with the summary's inputs.
+
+    Args:
+        st: Spark steps (:meth:`SparkBackend.steps`).
+        labels: the lake's labels (a Spark DataFrame).
+        label_names: as in :func:`failkit.failure_modes`.
+        rules: as in :func:`failkit.failure_modes`.
+
+    Returns:
+        A Spark DataFrame with the columns of :data:`EVENT_TYPES`, partitioned by run.
+    """
+    from pyspark.sql import functions as F
+
+    st = _failed_runs(st, labels, label_names)
+    if label_names:
+        fields = [F.col(f) for f in _LABEL_FIELDS]
+        per_run = (
+            labels.withColumn("fk_order", F.monotonically_increasing_id())
+            .where(F.col("name").isin(list(label_names)))
+            .groupBy(F.lower("trace_id").alias("trace_id"))
+            .agg(F.collect_list(F.struct(*fields)).alias(_LABELS))
+        )
+        st = st.join(per_run, "trace_id", "left").withColumn(
+            _LABELS, F.when(F.col("step") == 1, F.col(_LABELS))
+        )
+    names, rule_table = tuple(label_names), rules
+    return st.mapInArrow(
+        lambda parts: _partition_events(parts, names, rule_table), ddl(EVENT_TYPES)
+    )
+
+
+def modes_of(
+    ev: Any, *, template_similarity: float, text_similarity: float, seed: int
+) -> tuple[Any, pd.DataFrame]:
+    """Steps 2 and 3 on Spark: the mode table of the events' signatures, joined back.
+
+    Returns:
+        The events with their modes (a Spark DataFrame, :data:`MODED_TYPES`) and the mode
+        table (pandas, one row per signature).
+    """
+    sig_types = {c: EVENT_TYPES[c] for c in SIGNATURE_COLUMNS} | {"n": "BIGINT"}
+    counted = ev.groupBy(*SIGNATURE_COLUMNS).count().withColumnRenamed("count", "n")
+    sigs = to_pandas(counted.toArrow(), sig_types)
+    table = mode_table(
+        sigs,
+        template_similarity=template_similarity,
+        text_similarity=text_similarity,
+        seed=seed,
+    )
+    moded = ev.mapInArrow(lambda parts: _partition_modes(parts, table), ddl(MODED_TYPES))
+    return moded, table
+
+
+def collect_modes(modes: Any) -> pd.DataFrame:
+    """Spark failure modes as the frame :func:`failkit.failure_modes` returns."""
+    types = {c: MODED_TYPES[c] for c in MODE_COLUMNS}
+    out = to_pandas(modes.select(*MODE_COLUMNS).toArrow(), types)
+    out = out.astype({"step": "int64", "category": object, "template": object})
+    return out.sort_values(["trace_id", "step"], ignore_index=True)
+
+
+def window(st: Any) -> tuple[pd.Timestamp, int, int] | None:
+    """Midpoint of the runs' start times and the runs started after it and not (Spark)."""
+    from pyspark.sql import functions as F
+
+    starts = (
+        st.groupBy("trace_id")
+        .agg(F.min("start_time").alias("s"))
+        .where(F.col("s").isNotNull())
+        .cache()
+    )
+    first, last, n = starts.agg(F.min("s"), F.max("s"), F.count("*")).first()
+    if not n:
+        starts.unpersist()
+        return None
+    mid = run_midpoint(pd.Timestamp(first), pd.Timestamp(last))
+    cut = F.lit(mid.floor("us").isoformat(sep=" ")).cast("timestamp_ntz")  # starts are in µs
+    late = starts.where(F.col("s") > cut).count()
+    starts.unpersist()
+    return mid, late, n - late
+
+
+def summary(
+    moded: Any, win: tuple[pd.Timestamp, int, int] | None, *, n_examples: int, n_tools: int
+) -> pd.DataFrame:
+    """The failure-mode summary from the moded events: partial sums per partition, added
+    up on the driver."""
+    mid = win[0] if win else None
+    payloads = moded.mapInArrow(
+        lambda parts: _partition_summary(parts, mid, n_examples), _PARTS
+    ).toArrow()
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for name, payload in zip(
+        payloads["part"].to_pylist(), payloads["payload"].to_pylist(), strict=True
+    ):
+        frames.setdefault(name, []).append(pa.ipc.open_stream(payload).read_all().to_pandas())
+    if not frames:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    parts = {name: pd.concat(listed, ignore_index=True) for name, listed in frames.items()}
+    return summary_from_parts([parts], win, n_examples=n_examples, n_tools=n_tools)
