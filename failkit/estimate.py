@@ -689,7 +689,7 @@ def settle_waits(pending: pd.DataFrame, backoff: dict[str, float]) -> pd.Series:
     base = pending.loc[pending["stage"].eq("")].set_index("key")["value"]
     waits = pending.loc[pending["stage"].ne("")]
     wait = (waits["stage"].map(backoff).astype(float) * waits["value"]).groupby(waits["key"]).sum()
-    return (base - base.index.map(wait).fillna(0.0)).clip(lower=0.0).fillna(0.0)
+    return (base - wait.reindex(base.index).fillna(0.0)).clip(lower=0.0).fillna(0.0)
 
 
 class LocalSamples:

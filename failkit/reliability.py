@@ -203,8 +203,8 @@ def stage_reliability(
         ``n_recovered`` (errors a later step got past), ``latency_s_{mean,p50,p95}``,
         ``cost_usd_{mean,p50,p95}``.
     """
-    keys = _reliability_keys(by)
-    frame = _attempts(_steps_of(source), keys)
+    keys = reliability_keys(by)
+    frame = stage_attempts(_steps_of(source), keys)
     quantiles = frame.groupby(keys, sort=False)[["lat", "cost"]].quantile([0.5, 0.95]).unstack()
     quantiles.columns = [_QUANTILES[c] for c in quantiles.columns]
     return finalize_reliability(
@@ -226,13 +226,13 @@ RELIABILITY_SUMS = [
 """Value columns of :func:`reliability_partials` (sums over partitions merge them)."""
 
 
-def _reliability_keys(by: str | None) -> list[str]:
+def reliability_keys(by: str | None) -> list[str]:
     if by not in (None, "tool_name", "model"):
         raise FailkitError(f"by must be None, 'tool_name' or 'model', got {by!r}")
     return ["stage"] + ([by] if by else [])
 
 
-def _attempts(st: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def stage_attempts(st: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One row per attempt (see :func:`stage_reliability`): its keys (missing ones ``(none)``),
     whether it failed detectably / silently, was transient / recovered, its time and cost."""
     w = st.loc[~st["kind"].isin(["agent", "chain", "human"])]
@@ -253,7 +253,7 @@ def _attempts(st: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def reliability_partials(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Per key: the counts and sums of :func:`_attempts` rows that :func:`stage_reliability`
+    """Per key: the counts and sums of :func:`stage_attempts` rows that :func:`stage_reliability`
     merges (:data:`RELIABILITY_SUMS`, summed over partitions of the steps)."""
     return (
         frame.groupby(keys, sort=False)

@@ -9,16 +9,16 @@ what one call of a failkit function needs, and the partition runs that same func
   store per partition;
 - :meth:`SparkBackend.first_failures` runs :func:`failkit.first_failures` per partition of
   the steps (it reads one row at a time);
-- :meth:`SparkBackend.stage_reliability` shuffles the steps by stage (each stage whole in one
-  partition, in the order of the DuckDB path) and runs :func:`failkit.stage_reliability`;
-  only the table (a row per stage) reaches the driver;
+- :meth:`SparkBackend.stage_reliability` and :meth:`SparkBackend.design` run the local
+  partial-aggregate functions per partition of runs, sum their rows per key and finalize
+  on the driver; what needs a sample in order (quantiles, the design's latency and cost laws)
+  is ranked on Spark and only the ranks wanted reach the driver
+  (:mod:`failkit.spark.aggregates`);
 - :meth:`SparkBackend.failure_modes` and :meth:`SparkBackend.failure_mode_summary` run the
   three steps of :func:`failkit.failure_modes` where their data is
   (:mod:`failkit.spark.failures`): events and signatures per partition of runs, modes of
   the distinct signatures on the driver, the join back and the summary's partial sums per
-  partition;
-- :meth:`SparkBackend.design` collects the steps and runs
-  :func:`failkit.estimate.estimate_design` (it walks every run's chain of stages).
+  partition.
 
 :mod:`failkit.spark.ingest` writes the lake from raw trace files the same way.
 
@@ -37,11 +37,10 @@ import pyarrow as pa
 from failkit.chains import FIRST_FAILURE_COLUMNS, first_failures, steps
 from failkit.design import Design
 from failkit.errors import FailkitError
-from failkit.estimate import estimate_design
 from failkit.failures import MODE_COLUMNS
 from failkit.lake import PARTITIONED, read_manifest
-from failkit.reliability import STAGE_RELIABILITY_COLUMNS, stage_reliability
 from failkit.schema import SPAN_COLUMNS, TABLES
+from failkit.spark import aggregates
 from failkit.spark import failures as spark_failures
 from failkit.spark.frames import (
     STEP_TYPES,
@@ -92,25 +91,6 @@ def _partition_first_failures(parts: Iterator[pa.RecordBatch]) -> Iterator[pa.Re
     table = from_batches(parts)
     if table is not None:
         yield from batches(first_failures(steps_to_pandas(table)), _FIRST_TYPES)
-
-
-def _reliability_types(by: str | None) -> dict[str, str]:
-    keys = ["stage"] + ([by] if by else [])
-    return {
-        **dict.fromkeys(keys, "VARCHAR"),
-        **{c: "BIGINT" if c.startswith("n_") else "DOUBLE" for c in STAGE_RELIABILITY_COLUMNS[1:]},
-    }
-
-
-def _partition_reliability(
-    parts: Iterator[pa.RecordBatch], by: Literal["tool_name", "model"] | None, level: float
-) -> Iterator[pa.RecordBatch]:
-    """:func:`failkit.stage_reliability` on whole stages, steps in the DuckDB path's order."""
-    table = from_batches(parts)
-    if table is None:
-        return
-    st = steps_to_pandas(table).sort_values(_KEY, ignore_index=True)
-    yield from batches(stage_reliability(st, by=by, level=level), _reliability_types(by))
 
 
 class SparkBackend:
@@ -211,22 +191,17 @@ class SparkBackend:
         *,
         by: Literal["tool_name", "model"] | None = None,
         level: float = 0.95,
+        collected: list[dict] | None = None,
     ) -> pd.DataFrame:
-        """:func:`failkit.stage_reliability`, computed on Spark, as the same pandas table."""
-        if by not in (None, "tool_name", "model"):
-            raise FailkitError(f"by must be None, 'tool_name' or 'model', got {by!r}")
-        keys = ["stage"] + ([by] if by else [])
-        types = _reliability_types(by)
-        table = (
-            self._steps(st, {})
-            .repartition(*keys)
-            .mapInArrow(lambda parts: _partition_reliability(parts, by, level), ddl(types))
-            .toArrow()
+        """:func:`failkit.stage_reliability`, computed on Spark, as the same pandas table.
+
+        Partial sums per partition of runs, summed per key, finalized on the driver;
+        quantiles by rank (:func:`failkit.spark.aggregates.stage_reliability`).
+        ``collected``: a list that gets what reached the driver.
+        """
+        return aggregates.stage_reliability(
+            self._steps(st, {}), by=by, level=level, collected=collected
         )
-        out = to_pandas(table, types)
-        out = out.astype({k: "string" for k in keys} | {c: "int64" for c in types if c[:2] == "n_"})
-        order = [False] + [True] * len(keys)
-        return out.sort_values(["n_attempts", *keys], ascending=order, ignore_index=True)
 
     def collect_steps(self, st: Any) -> pd.DataFrame:
         """Spark steps as the pandas frame :func:`failkit.steps` returns (same order, dtypes)."""
@@ -324,27 +299,21 @@ class SparkBackend:
             ev.unpersist()
 
     def design(
-        self, st: Any = None, *, name: str = "observed", task_spread: float | str = "fit"
+        self,
+        st: Any = None,
+        *,
+        name: str = "observed",
+        task_spread: float | Literal["fit"] = "fit",
+        collected: list[dict] | None = None,
     ) -> Design:
-        """``Design.from_store`` of the lake: the steps are computed on Spark, then collected
-        with the runs and logged confidences to estimate the design locally."""
-        from pyspark.sql import functions as F
-
-        local = self.collect_steps(self._steps(st, {}))
-        runs = to_pandas(self.table("traces").toArrow(), TABLE_TYPES["traces"])
-        runs = runs.sort_values(["start_time", "trace_id"], ignore_index=True)
-        conf = (
-            self.table("spans")
-            .where(F.col("confidence").isNotNull())
-            .select("trace_id", "span_id", "confidence")
-        )
-        return estimate_design(
-            local,
-            runs,
+        """``Design.from_store`` of the lake: partial aggregates per partition of runs on Spark,
+        finalized on the driver (:func:`failkit.spark.aggregates.design`). ``collected``: a list
+        that gets what reached the driver."""
+        return aggregates.design(
+            self._steps(st, {}),
+            self.table("traces"),
+            self.table("spans"),
             name=name,
-            task_spread=task_spread,  # type: ignore[arg-type]
-            confidence=to_pandas(
-                conf.toArrow(),
-                {"trace_id": "VARCHAR", "span_id": "VARCHAR", "confidence": "DOUBLE"},
-            ),
+            task_spread=task_spread,
+            collected=collected,
         )
