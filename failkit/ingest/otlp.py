@@ -2,15 +2,15 @@
 
 One mapping, several encodings. Every encoding becomes OTLP JSON request objects, one per
 "line", parsed once with an explicit type for the ``resourceSpans`` tree, then unnested into
-spans and mapped onto the span columns by one SQL (``sql/otlp_macros.sql``,
-``sql/otlp_spans.sql``):
+one row per span with its attributes as one JSON object text (``fk_otlp_flat``), which one SQL
+maps onto the span columns (``sql/otlp_macros.sql``, ``sql/otlp_spans.sql``):
 
 - JSON lines (the Collector's and the Python file exporter's output, the big one): read in
-  blocks of whole lines, one query per block, never a Python loop per line or span. pyarrow's
-  JSON reader parses a block in threads (:mod:`failkit.ingest.otlp_arrow`,
-  ``sql/otlp_arrow_values.sql``); a block it refuses (int64 as JSON numbers, enum names,
-  nested arrays, bad lines) is parsed by DuckDB with :data:`REQUEST_TYPE` instead
-  (``sql/otlp_json_values.sql``), which quarantines bad lines with their reason
+  blocks of whole lines, never a Python loop per line or span. pyarrow's JSON reader parses a
+  block in threads and Arrow kernels unnest it (:mod:`failkit.ingest.otlp_arrow`); a block it
+  refuses (int64 as JSON numbers, enum names, nested arrays, bad lines) is parsed and unnested
+  by DuckDB with :data:`REQUEST_TYPE` instead (``sql/otlp_json_values.sql``,
+  ``sql/otlp_json_flat.sql``), which quarantines bad lines with their reason
   (``sql/otlp_bad.sql``);
 - one or several pretty-printed JSON documents (an OTLP/HTTP request body, protobuf's
   ``json_format`` output with base64 ids and enum names, the console exporter's span objects):
@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from failkit.ingest.base import Staging, read_head
-from failkit.ingest.otlp_arrow import parse_requests
+from failkit.ingest.otlp_arrow import MAPPED_KEYS, flat_spans, parse_requests
 from failkit.ingest.otlp_docs import document_lines, is_protobuf_request, protobuf_lines
 
 Encoding = Literal["jsonl", "document", "protobuf"]
@@ -51,9 +51,7 @@ BATCH_BYTES = 1 << 20
 _REQUEST = re.compile(rb'\{\s*"resource(Spans|_spans)"\s*:')
 _CONSOLE = re.compile(rb'\{\s*"name"\s*:.*?"context"\s*:\s*\{\s*"trace_id"\s*:\s*"0x', re.S)
 _LINES = "fk_otlp_lines"
-_NO_BAD_LINES = (
-    "CREATE OR REPLACE TEMP TABLE fk_otlp_bad (line_no BIGINT, problem VARCHAR, raw VARCHAR)"
-)
+_FLAT = "fk_otlp_flat"
 LINES_SCHEMA = pa.schema([("line_no", pa.int64()), ("line", pa.large_binary())])
 
 # The explicit DuckDB type of a request line (never inferred: pitfall 3). Attribute values
@@ -168,10 +166,14 @@ class _Values:
         if kind == self.current:
             return
         self.con.execute(_sql(f"otlp_{kind}_values.sql"))
-        if kind == "json":
-            self.con.execute(  # the type is a constant, not input
+        if kind == "json":  # the types are constants, not input
+            self.con.execute(
                 "CREATE OR REPLACE TEMP MACRO fk_otlp_parse(line) AS "
                 f"json_transform(decode(line), '{json.dumps(REQUEST_TYPE)}')"
+            )
+            typed = json.dumps(dict.fromkeys(MAPPED_KEYS, "VARCHAR"))
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP MACRO fk_otlp_typed(o) AS json_transform(o, '{typed}')"
             )
         self.con.execute(_sql("otlp_macros.sql"))
         self.current = kind
@@ -182,19 +184,20 @@ def _stage_lines(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
     con.register(_LINES, lines)
     try:
         con.execute(_sql("otlp_bad.sql"))
+        con.execute(_sql("otlp_json_flat.sql"))
         con.execute(_sql("otlp_spans.sql"))
     finally:
+        con.execute(f"DROP VIEW IF EXISTS {_FLAT}")
         con.unregister(_LINES)
 
 
 def _stage_requests(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> None:
     """Stage a table of requests ``(line_no, line)`` parsed by pyarrow (no bad lines)."""
-    con.execute(_NO_BAD_LINES)
-    con.register(_LINES, requests)
+    con.register(_FLAT, flat_spans(con, requests))
     try:
         con.execute(_sql("otlp_spans.sql"))
     finally:
-        con.unregister(_LINES)
+        con.unregister(_FLAT)
 
 
 def _parsed_blocks(f: IO[bytes]) -> Iterator[tuple[int, bytes, pa.Table | None]]:

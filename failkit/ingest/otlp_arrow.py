@@ -1,8 +1,11 @@
 """OTLP JSON lines parsed by pyarrow's JSON reader, the fast path of :mod:`failkit.ingest.otlp`.
 
 pyarrow reads a block of request lines with an explicit schema of the fields the mapping uses
-(:data:`REQUEST_SCHEMA`), in several threads, into the nested table that DuckDB's SQL then
-unnests without parsing any JSON again (``sql/otlp_arrow_values.sql``). The schema is strict
+(:data:`REQUEST_SCHEMA`), in several threads, into a nested table (:func:`parse_requests`).
+:func:`flat_spans` unnests it into one row per span with Arrow kernels and joins each span's
+attributes into its JSON object text; DuckDB gives each attribute value its JSON text
+(``sql/otlp_arrow_pairs.sql`` with ``sql/otlp_arrow_values.sql``), vectorized, so no JSON is
+parsed again and no lambda runs per span. ``sql/otlp_spans.sql`` maps the rows. The schema is strict
 where the mapping needs it: a block pyarrow refuses, or that does not come out as exactly one
 request per line, is left to the careful DuckDB path, which quarantines bad lines with their
 reason. pyarrow refuses, among others, int64 written as JSON numbers (the JS exporter), enum
@@ -14,9 +17,12 @@ from __future__ import annotations
 
 import itertools
 import os
+from importlib import resources
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pj
 
 _TEXT = pa.string()
@@ -115,3 +121,164 @@ def parse_requests(data: bytes, first_line: int) -> pa.Table | None:
     offsets = np.cumsum([0, *(len(c) for c in lines.chunks)])
     line_no = pa.chunked_array([numbers[a:b] for a, b in itertools.pairwise(offsets)], pa.int64())
     return pa.Table.from_arrays([line_no, lines], names=["line_no", "line"])
+
+
+MAPPED_KEYS = (
+    "failkit.span.kind", "gen_ai.operation.name", "openinference.span.kind",
+    "langfuse.observation.type", "gen_ai.response.model", "gen_ai.request.model",
+    "llm.model_name", "langfuse.observation.model.name", "gen_ai.provider.name",
+    "gen_ai.system", "llm.provider", "llm.system", "gen_ai.tool.name", "tool.name",
+    "gen_ai.tool.call.id", "tool.id", "langfuse.observation.metadata.tool_call_id",
+    "gen_ai.tool.call.arguments", "gen_ai.tool.call.result", "gen_ai.input.messages",
+    "gen_ai.output.messages", "input.value", "output.value", "langfuse.observation.input",
+    "langfuse.observation.output", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
+    "gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.prompt",
+    "llm.token_count.completion", "langfuse.observation.usage_details", "llm.cost.total",
+    "langfuse.observation.cost_details", "failkit.cost_usd", "failkit.confidence", "error.type",
+    "langfuse.observation.level", "langfuse.observation.status_message",
+)  # fmt: skip
+"""The attributes ``sql/otlp_spans.sql`` reads (column ``a``: each a VARCHAR)."""
+
+_SPAN_FIELDS = [f.name for f in _SPAN if f.name != "attributes"]
+_KEY_SET = pa.array(MAPPED_KEYS)
+_OI_KIND = MAPPED_KEYS.index("openinference.span.kind")
+_PAIRS_SQL = resources.files("failkit.sql").joinpath("otlp_arrow_pairs.sql").read_text()
+_BATCH_ROWS = 1 << 16  # rows per record batch DuckDB scans (its threads take batches)
+
+
+def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
+    """The spans of :func:`parse_requests`' table as the rows of ``fk_otlp_flat``.
+
+    Columns as ``sql/otlp_spans.sql`` describes them. Needs the macros of
+    ``sql/otlp_arrow_values.sql`` and ``sql/otlp_macros.sql`` on ``con``.
+    """
+    line = requests.column("line").combine_chunks()
+    res, res_line, r = _unnest(pc.struct_field(line, "resourceSpans"))
+    scopes, scope_res, c = _unnest(pc.struct_field(res, "scopeSpans"))
+    spans, span_scope, k = _unnest(pc.struct_field(scopes, "spans"))
+    n = len(spans)
+    kvs = pc.struct_field(spans, "attributes")
+    items, item_span, _ = _unnest(kvs)
+    events, event_span, _ = _unnest(pc.struct_field(spans, "events"))
+    event_items, item_event, _ = _unnest(pc.struct_field(events, "attributes"))
+    # every KeyValue's JSON text: the spans' ones, then the events'
+    key = pc.struct_field(items, "key")
+    want = pc.index_in(key, _KEY_SET)
+    kv_table = pa.table(
+        {
+            "key": pa.concat_arrays([key, pc.struct_field(event_items, "key")]),
+            "v": pa.concat_arrays(
+                [pc.struct_field(items, "value"), pc.struct_field(event_items, "value")]
+            ),
+            "want": pa.concat_arrays(
+                [want.is_valid(), pa.nulls(len(event_items), pa.bool_()).fill_null(False)]
+            ),
+        }
+    )
+    pairs = _query(con, _PAIRS_SQL, "fk_otlp_kvs", kv_table)
+    span_pairs, event_pairs = pairs.slice(0, len(items)), pairs.slice(len(items))
+    # the fast pairs of each span before its slow ones, as fk_otlp_inner orders them
+    order = np.argsort(item_span * 2 + span_pairs.column("slow").to_numpy(), kind="stable")
+    span_object = _join(span_pairs.column("pair").take(order), item_span[order], n)
+    typed = _first_per_span(
+        span_pairs.column("text").take(order), want.take(order), item_span[order], n
+    )
+    # each scope's resource.* and otel.scope.* pairs, each event's object
+    resource_kvs = pc.struct_field(pc.struct_field(res, "resource"), "attributes")
+    context = _query(
+        con,
+        "SELECT fk_otlp_context(resource, scope) FROM fk_otlp_scopes",
+        "fk_otlp_scopes",
+        pa.table(
+            {"resource": resource_kvs.take(scope_res), "scope": pc.struct_field(scopes, "scope")}
+        ),
+    ).column(0)
+    event_objects = _query(
+        con,
+        "SELECT fk_otlp_event(name, time, pairs) FROM fk_otlp_events",
+        "fk_otlp_events",
+        pa.table(
+            {
+                "name": pc.struct_field(events, "name"),
+                "time": pc.struct_field(events, "timeUnixNano"),
+                "pairs": _join(event_pairs.column("pair"), item_event, len(events)),
+            }
+        ),
+    ).column(0)
+    inner = pc.binary_join_element_wise(
+        span_object, context.take(span_scope), ",", null_handling="skip"
+    )
+    span = pa.StructArray.from_arrays(
+        [pc.struct_field(spans, name) for name in _SPAN_FIELDS],
+        names=_SPAN_FIELDS,
+        mask=spans.is_null(),
+    )
+    oi = typed.field(_OI_KIND).is_valid()
+    flat = pa.table(
+        {
+            "line_no": requests.column("line_no")
+            .combine_chunks()
+            .take(res_line[scope_res[span_scope]]),
+            "r": r[scope_res[span_scope]],
+            "c": c[span_scope],
+            "k": k,
+            "s": span,
+            "inner_pairs": pc.if_else(pc.equal(inner, ""), pa.scalar(None, pa.string()), inner),
+            "a": typed,
+            "oi_kvs": pc.if_else(oi, kvs, pa.scalar(None, kvs.type)),
+            "events": pc.binary_join_element_wise(
+                "[", _join(event_objects, event_span, n), "]", ""
+            ),
+        }
+    )
+    return _batched(flat)
+
+
+def _batched(table: pa.Table) -> pa.Table:
+    """The table in record batches that DuckDB's threads scan in parallel."""
+    return pa.Table.from_batches(table.to_batches(max_chunksize=_BATCH_ROWS), table.schema)
+
+
+def _unnest(lists: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """The elements of a list array, the index of each one's list, and its 1-based place."""
+    values = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists).to_numpy()
+    counts = np.bincount(parent, minlength=len(lists))
+    first = np.cumsum(counts) - counts
+    return values, parent, np.arange(1, len(values) + 1) - first[parent]
+
+
+def _query(con: duckdb.DuckDBPyConnection, sql: str, name: str, table: pa.Table) -> pa.Table:
+    """A query over an Arrow table registered as ``name``, in DuckDB's threads, rows in order."""
+    con.register(name, _batched(table))
+    try:
+        result = con.sql(sql).to_arrow_table()
+    finally:
+        con.unregister(name)
+    if result.num_rows != table.num_rows:  # pragma: no cover - DuckDB keeps one row per row
+        raise RuntimeError(f"{name}: {result.num_rows} rows for {table.num_rows}")
+    return result
+
+
+def _join(pairs: pa.ChunkedArray, owner: np.ndarray, n: int) -> pa.Array:
+    """The non-null texts of each of ``n`` owners joined with commas (owners in order); NULL
+    for an owner without any."""
+    valid = pairs.is_valid().to_numpy(zero_copy_only=False)
+    values = pairs.filter(valid).combine_chunks() if not valid.all() else pairs.combine_chunks()
+    counts = np.bincount(owner[valid], minlength=n)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), pa.int32())
+    lists = pa.ListArray.from_arrays(offsets, values, mask=pa.array(counts == 0))
+    return pc.binary_join(lists, ",")
+
+
+def _first_per_span(
+    text: pa.ChunkedArray, key_ix: pa.Array, span: np.ndarray, n: int
+) -> pa.StructArray:
+    """The struct of :data:`MAPPED_KEYS`: each key's first text in each of ``n`` spans."""
+    has = key_ix.is_valid().to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(has)[::-1]  # assigned last to first, so that the first one stays
+    first = np.full((len(MAPPED_KEYS), n), -1, dtype=np.int64)
+    first[pc.fill_null(key_ix, 0).to_numpy()[rows], span[rows]] = rows
+    text = text.combine_chunks()
+    columns = [text.take(pa.array(ix, mask=ix < 0)) for ix in first]
+    return pa.StructArray.from_arrays(columns, names=list(MAPPED_KEYS))

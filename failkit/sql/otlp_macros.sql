@@ -41,22 +41,26 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_inner(items) AS nullif(array_to_string(list
 CREATE OR REPLACE TEMP MACRO fk_otlp_object(kvs, prefix) AS
     fk_otlp_inner(fk_otlp_items(kvs, prefix));
 
--- "key":value of every attribute of every event of a span, in order (values that need
--- parsing are parsed in place: events are few).
-CREATE OR REPLACE TEMP MACRO fk_otlp_event_pairs(events) AS list_transform(
-    fk_otlp_items(flatten(list_transform(events, lambda e: e.attributes)), ''),
-    lambda x: x.k || ':' || coalesce(x.f, fk_otlp_slow(x.v)));
+-- The resource.* and otel.scope.* "key":value texts a span of this resource and scope gets;
+-- NULL if none.
+CREATE OR REPLACE TEMP MACRO fk_otlp_context(resource_kvs, scope) AS nullif(concat_ws(',',
+    fk_otlp_object(resource_kvs, 'resource.'), '"otel.scope.name":' || to_json(scope.name),
+    '"otel.scope.version":' || to_json(scope.version)), '');
 
--- Span events as a JSON list [{"name", "time", "attributes": {...}}] given their
--- fk_otlp_event_pairs; NULL when there are none.
-CREATE OR REPLACE TEMP MACRO fk_otlp_events(events, pairs) AS CASE WHEN len(events) > 0 THEN
-    '[' || array_to_string(list_transform(events,
-        lambda e, i: '{"name":' || coalesce(to_json(e.name), 'null')
-            || ',"time":' || coalesce(to_json(fk_otlp_iso(fk_otlp_ns(e.timeUnixNano))), 'null')
-            || ',"attributes":{' || array_to_string(pairs[
-                coalesce(list_sum(list_transform(events[:i - 1], lambda x: len(x.attributes))), 0)
-                + 1 : list_sum(list_transform(events[:i], lambda x: len(x.attributes)))], ',')
-            || '}}'),
+-- A span event as the JSON object {"name", "time", "attributes": {...}} given the inside of
+-- its attributes object (`pairs`, NULL if none).
+CREATE OR REPLACE TEMP MACRO fk_otlp_event(name, time_unix_nano, pairs) AS
+    '{"name":' || coalesce(to_json(name), 'null')
+    || ',"time":' || coalesce(to_json(fk_otlp_iso(fk_otlp_ns(time_unix_nano))), 'null')
+    || ',"attributes":{' || coalesce(pairs, '') || '}}';
+
+-- Span events as a JSON list of fk_otlp_event objects, attributes in order (values that need
+-- parsing are parsed in place: events are few); NULL when there are none.
+CREATE OR REPLACE TEMP MACRO fk_otlp_events(events) AS CASE WHEN len(events) > 0 THEN
+    '[' || array_to_string(list_transform(events, lambda e: fk_otlp_event(e.name, e.timeUnixNano,
+        array_to_string(list_transform(fk_otlp_items(e.attributes, ''),
+                                       lambda x: x.k || ':' || coalesce(x.f, fk_otlp_slow(x.v))),
+                        ','))),
         ',') || ']' END;
 
 -- The string value of the first attribute named `name` in a KeyValue list.

@@ -1,40 +1,18 @@
--- Stage the spans of OTLP request lines fk_otlp_lines(line_no BIGINT, line), skipping the
--- blank and bad lines in fk_otlp_bad (otlp_bad.sql). `line` is JSON text (BLOB) with the
--- macros of otlp_json_values.sql, or the request parsed by pyarrow with those of
--- otlp_arrow_values.sql; both need otlp_macros.sql and the variable fk_otlp_unit ('line ' or
--- 'request ') naming a line_no.
+-- Stage the spans of fk_otlp_flat, one row per span: line_no, r, c, k (its request line,
+-- resource, scope and place in the scope), s (the span: ids, name, kind, times, status,
+-- events), inner_pairs (its attributes and those of its resource and scope as the "key":value
+-- texts of one flat JSON object, without the braces), a (the attributes the mapping reads, as
+-- text: a struct of failkit.ingest.otlp_arrow.MAPPED_KEYS), oi_kvs (its KeyValue list, at
+-- least where it has openinference.span.kind) and events (as fk_otlp_events gives them).
+-- otlp_json_flat.sql defines it for requests parsed by DuckDB, failkit/ingest/otlp_arrow.py
+-- builds it for those parsed by pyarrow. Needs otlp_macros.sql after one of the value macro
+-- sets, and the variable fk_otlp_unit ('line ' or 'request ') naming a line_no.
 
 INSERT INTO stage_spans
-WITH requests AS (
-    SELECT line_no, fk_otlp_parse(line) AS j
-    FROM fk_otlp_lines ANTI JOIN fk_otlp_bad USING (line_no)
-),
-resources AS (
-    SELECT line_no, generate_subscripts(j.resourceSpans, 1) AS r,
-        unnest(list_transform(j.resourceSpans, lambda x: x.resource.attributes)) AS resource,
-        unnest(list_transform(j.resourceSpans, lambda x: x.scopeSpans)) AS scope_spans
-    FROM requests
-),
-scopes AS (
-    SELECT line_no, r, fk_otlp_object(resource, 'resource.') AS resource_pairs,
-           generate_subscripts(scope_spans, 1) AS c, unnest(scope_spans) AS ss
-    FROM resources
-),
-flat AS (
-    -- every span with the resource.* and otel.scope.* attributes of its request
-    SELECT line_no, r, c, nullif(concat_ws(',', resource_pairs,
-               '"otel.scope.name":' || to_json(ss.scope.name),
-               '"otel.scope.version":' || to_json(ss.scope.version)), '') AS context,
-           generate_subscripts(ss.spans, 1) AS k, unnest(ss.spans) AS s
-    FROM scopes
-),
-items AS (
-    SELECT *, fk_otlp_items(s.attributes, '') AS items FROM flat
-),
-objs AS (
+WITH objs AS (
     -- all attributes as one flat JSON object
-    SELECT line_no, r, c, k, s,
-        '{' || concat_ws(',', fk_otlp_inner(items), context,
+    SELECT *,
+        '{' || concat_ws(',', inner_pairs,
             '"otel.span.kind":' || to_json(CASE upper(s.kind::VARCHAR)
                 WHEN '1' THEN 'internal' WHEN 'SPAN_KIND_INTERNAL' THEN 'internal'
                 WHEN '2' THEN 'server' WHEN 'SPAN_KIND_SERVER' THEN 'server'
@@ -42,35 +20,9 @@ objs AS (
                 WHEN '4' THEN 'producer' WHEN 'SPAN_KIND_PRODUCER' THEN 'producer'
                 WHEN '5' THEN 'consumer' WHEN 'SPAN_KIND_CONSUMER' THEN 'consumer' END))
         || '}' AS attributes,
-        fk_otlp_event_pairs(s.events) AS event_pairs,
-        list_filter(s.events, lambda e: e.name = 'exception')[1].attributes AS exc
-    FROM items
-),
-typed AS (
-    -- the attributes the mapping reads, each as text (one parse of the object)
-    SELECT *, json_transform(attributes, '{
-        "failkit.span.kind": "VARCHAR", "gen_ai.operation.name": "VARCHAR",
-        "openinference.span.kind": "VARCHAR", "langfuse.observation.type": "VARCHAR",
-        "gen_ai.response.model": "VARCHAR", "gen_ai.request.model": "VARCHAR",
-        "llm.model_name": "VARCHAR", "langfuse.observation.model.name": "VARCHAR",
-        "gen_ai.provider.name": "VARCHAR", "gen_ai.system": "VARCHAR",
-        "llm.provider": "VARCHAR", "llm.system": "VARCHAR",
-        "gen_ai.tool.name": "VARCHAR", "tool.name": "VARCHAR",
-        "gen_ai.tool.call.id": "VARCHAR", "tool.id": "VARCHAR",
-        "langfuse.observation.metadata.tool_call_id": "VARCHAR",
-        "gen_ai.tool.call.arguments": "VARCHAR", "gen_ai.tool.call.result": "VARCHAR",
-        "gen_ai.input.messages": "VARCHAR", "gen_ai.output.messages": "VARCHAR",
-        "input.value": "VARCHAR", "output.value": "VARCHAR",
-        "langfuse.observation.input": "VARCHAR", "langfuse.observation.output": "VARCHAR",
-        "gen_ai.usage.input_tokens": "VARCHAR", "gen_ai.usage.output_tokens": "VARCHAR",
-        "gen_ai.usage.prompt_tokens": "VARCHAR", "gen_ai.usage.completion_tokens": "VARCHAR",
-        "llm.token_count.prompt": "VARCHAR", "llm.token_count.completion": "VARCHAR",
-        "langfuse.observation.usage_details": "VARCHAR",
-        "llm.cost.total": "VARCHAR", "langfuse.observation.cost_details": "VARCHAR",
-        "failkit.cost_usd": "VARCHAR", "failkit.confidence": "VARCHAR",
-        "error.type": "VARCHAR", "langfuse.observation.level": "VARCHAR",
-        "langfuse.observation.status_message": "VARCHAR"}') AS a
-    FROM objs
+        CASE WHEN len(s.events) > 0
+             THEN list_filter(s.events, lambda e: e.name = 'exception')[1].attributes END AS exc
+    FROM fk_otlp_flat
 ),
 mapped AS (
     SELECT *,
@@ -80,10 +32,10 @@ mapped AS (
         fk_otlp_ns(s.endTimeUnixNano) AS end_ns,
         -- OpenInference messages only when the span has no input.value / output.value
         CASE WHEN a."input.value" IS NULL AND oi_kind IS NOT NULL
-             THEN fk_oi_items(s.attributes, 'llm.input_messages.') END AS oi_in,
+             THEN fk_oi_items(oi_kvs, 'llm.input_messages.') END AS oi_in,
         CASE WHEN a."output.value" IS NULL AND oi_kind IS NOT NULL
-             THEN fk_oi_items(s.attributes, 'llm.output_messages.') END AS oi_out
-    FROM typed
+             THEN fk_oi_items(oi_kvs, 'llm.output_messages.') END AS oi_out
+    FROM objs
 )
 SELECT
     fk_otlp_id(s.traceId) AS trace_id,
@@ -156,7 +108,7 @@ SELECT
         AS cost_usd,
     try_cast(a."failkit.confidence" AS DOUBLE) AS confidence,
     attributes::JSON AS attributes,
-    fk_otlp_events(s.events, event_pairs)::JSON AS events,
+    events::JSON AS events,
     CASE WHEN oi_kind IS NOT NULL THEN 'openinference'
          WHEN lf_type IS NOT NULL THEN 'langfuse'
          ELSE 'otlp' END AS source,
