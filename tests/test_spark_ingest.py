@@ -120,3 +120,11 @@ def test_byte_ranges_end_on_newlines(tmp_path: Path):
     assert byte_ranges(path, 1000) == [(0, 40)]
     data = path.read_bytes()
     assert all(data[b - 1 : b] == b"\n" for _, b in ranges[:-1])
+
+
+def test_split_bytes_must_be_positive(spark, tmp_path: Path):  # noqa: F811
+    from failkit.errors import FailkitError
+    from failkit.spark import ingest_to_lake
+
+    with pytest.raises(FailkitError, match="split_bytes must be a positive"):
+        ingest_to_lake(spark, REPO / "data" / "sample" / "labels.csv", tmp_path, split_bytes=0)

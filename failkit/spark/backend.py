@@ -225,7 +225,9 @@ class SparkBackend:
 
         Events and their signatures are made per partition of runs; only the distinct
         signatures (with counts) reach the driver, where they are grouped into modes
-        (:mod:`failkit.spark.failures`). :meth:`collect_modes` gives the pandas frame.
+        (:mod:`failkit.spark.failures`), and the modes are joined back on Spark. The mode
+        table is made now; the events are recomputed by each action on the result (cache it
+        when it is read more than once). :meth:`collect_modes` gives the pandas frame.
 
         Args:
             st: the steps (:meth:`steps` with the same ``label_names`` and ``rules``);
@@ -233,33 +235,17 @@ class SparkBackend:
             label_names, rules, template_similarity, text_similarity, seed: as in
                 :func:`failkit.failure_modes`; the labels are the lake's.
         """
-        moded, _ = self._moded(st, label_names, rules, template_similarity, text_similarity, seed)
+        if st is None:
+            st = self.steps(rules=rules, label_names=label_names)
+        ev = spark_failures.events(st, self.table("labels"), label_names=label_names, rules=rules)
+        moded, _ = spark_failures.modes_of(
+            ev, template_similarity=template_similarity, text_similarity=text_similarity, seed=seed
+        )
         return moded.select(*MODE_COLUMNS)
 
     def collect_modes(self, modes: Any) -> pd.DataFrame:
         """Spark failure modes as the pandas frame :func:`failkit.failure_modes` returns."""
         return spark_failures.collect_modes(modes)
-
-    def _moded(
-        self,
-        st: Any,
-        label_names: Sequence[str],
-        rules: Sequence[StageRule] | None,
-        template_similarity: float,
-        text_similarity: float,
-        seed: int,
-        *,
-        cache: bool = False,
-    ) -> tuple[Any, Any]:
-        if st is None:
-            st = self.steps(rules=rules, label_names=label_names)
-        ev = spark_failures.events(st, self.table("labels"), label_names=label_names, rules=rules)
-        if cache:
-            ev = ev.cache()
-        moded, _ = spark_failures.modes_of(
-            ev, template_similarity=template_similarity, text_similarity=text_similarity, seed=seed
-        )
-        return moded, ev
 
     def failure_mode_summary(
         self,
@@ -269,34 +255,39 @@ class SparkBackend:
         rules: Sequence[StageRule] | None = None,
         n_examples: int = 3,
         n_tools: int = 3,
-        **options: Any,
+        template_similarity: float = 0.7,
+        text_similarity: float = 0.1,
+        seed: int = 0,
     ) -> pd.DataFrame:
-        """:func:`failkit.failure_mode_summary` of the lake: each partition of runs adds up
-        its runs (a few rows per mode), the driver adds up the partitions.
+        """:func:`failkit.failure_mode_summary` of the lake, as the same pandas table.
+
+        Each partition of runs adds up its runs (a few rows per mode), the driver adds up
+        the partitions (:mod:`failkit.spark.failures`).
 
         Args:
-            st: the steps (as for :meth:`failure_modes`); computed when None.
-            label_names, rules, n_examples, n_tools: as in
-                :func:`failkit.failure_mode_summary`.
-            **options: ``template_similarity``, ``text_similarity``, ``seed``.
+            st: the steps (as for :meth:`failure_modes`); computed (and cached while
+                needed) when None.
+            label_names, rules, n_examples, n_tools, template_similarity, text_similarity,
+                seed: as in :func:`failkit.failure_mode_summary`.
         """
-        if st is None:
-            st = self.steps(rules=rules, label_names=label_names)
-        moded, ev = self._moded(
-            st,
-            label_names,
-            rules,
-            options.get("template_similarity", 0.7),
-            options.get("text_similarity", 0.1),
-            options.get("seed", 0),
-            cache=True,
-        )
+        own = st is None
+        if own:
+            st = self.steps(rules=rules, label_names=label_names).cache()
         try:
-            return spark_failures.summary(
-                moded, spark_failures.window(st), n_examples=n_examples, n_tools=n_tools
+            return spark_failures.mode_summary(
+                st,
+                self.table("labels"),
+                label_names=label_names,
+                rules=rules,
+                n_examples=n_examples,
+                n_tools=n_tools,
+                template_similarity=template_similarity,
+                text_similarity=text_similarity,
+                seed=seed,
             )
         finally:
-            ev.unpersist()
+            if own:
+                st.unpersist()
 
     def design(
         self,

@@ -249,3 +249,23 @@ def summary(
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     parts = {name: pd.concat(listed, ignore_index=True) for name, listed in frames.items()}
     return summary_from_parts([parts], win, n_examples=n_examples, n_tools=n_tools)
+
+
+def mode_summary(
+    st: Any,
+    labels: Any,
+    *,
+    label_names: Sequence[str],
+    rules: Sequence[StageRule] | None,
+    n_examples: int,
+    n_tools: int,
+    **mode_options: Any,
+) -> pd.DataFrame:
+    """The failure-mode summary of Spark steps: events (cached while needed), modes,
+    partial sums per partition, added up on the driver."""
+    ev = events(st, labels, label_names=label_names, rules=rules).cache()
+    try:
+        moded, _ = modes_of(ev, **mode_options)
+        return summary(moded, window(st), n_examples=n_examples, n_tools=n_tools)
+    finally:
+        ev.unpersist()

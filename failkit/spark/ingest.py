@@ -75,6 +75,8 @@ _ORDER = {"file_index": "INTEGER", "part": "INTEGER", "fk_row": "BIGINT"}
 _META_COLUMNS = [c.name for c in STAGE_TABLES["stage_traces"] if c.name != "position"]
 _META_TYPES = {c: "VARCHAR" for c in _META_COLUMNS}
 _NATIVE = "failkit_jsonl"
+_FILE_COLUMNS = ("spans", "labels", "quarantine")
+"""Tables whose rows name their file (``ingest_id``, ``path``, ``position``)."""
 _RUN_RECORD = re.compile(rb'[^\n]*"type"\s*:\s*"trace"[^\n]*\n?')
 _HASH, _WHOLE = -1, 0
 """``part`` of the task hashing a cut file, and of a file loaded whole."""
@@ -440,10 +442,13 @@ def ingest_to_lake(
         in ``paths`` is left out), with its format and row counts.
 
     Raises:
-        FailkitError: no file matches, or ``lake`` is not empty (and not ``overwrite``).
+        FailkitError: no file matches, ``lake`` is not empty (and not ``overwrite``), or
+            ``split_bytes`` is not positive.
     """
     from pyspark.sql import functions as F
 
+    if split_bytes < 1:
+        raise FailkitError(f"split_bytes must be a positive number of bytes, got {split_bytes}")
     files = [str(p) for p in expand_paths(paths)]
     root = prepare_directory(lake, overwrite=overwrite)
     work = _work(files, format, split_bytes)
@@ -454,8 +459,8 @@ def ingest_to_lake(
         .cache()
     )
     tables = {}
-    for name, columns in (*((n, TABLE_TYPES[n]) for n in TABLES), ("meta", _META_TYPES)):
-        types = {**columns, **_ORDER}
+    for name, own in (*((n, TABLE_TYPES[n]) for n in TABLES), ("meta", _META_TYPES)):
+        types = {**own, **_ORDER}
         tables[name] = staged.where(F.col("tbl") == name).mapInArrow(
             lambda parts, types=types: _decode(parts, types), ddl(types)
         )
@@ -473,7 +478,7 @@ def ingest_to_lake(
         fix, "file_index int, part int, fk_id string, fk_path string, fk_lines long"
     )
     kept = {
-        n: _as_file(t, fixes).where(F.col("file_index").isin(first))
+        n: (_as_file(t, fixes) if n in _FILE_COLUMNS else t).where(F.col("file_index").isin(first))
         for n, t in tables.items()
         if n != "ingests"
     }
