@@ -144,7 +144,7 @@ def _working(st: pd.DataFrame) -> pd.DataFrame:
     """
     w = st.loc[~st["kind"].isin(_SKIP_KINDS)].sort_values(["trace_id", "step"]).copy()
     execd = w["kind"].eq("tool") & w["stage"].eq("tool_execution")
-    intent = w["intent_id"].astype("string")
+    intent = w["intent_id"]
     prev = intent.where(execd).groupby(w["trace_id"]).shift()
     prev = prev.where(execd).groupby(w["trace_id"]).ffill()
     start = execd & (intent.isna() | (intent != prev).fillna(True))
@@ -171,6 +171,14 @@ def _order(stages: Iterable[str], max_round: int) -> list[tuple[str, int]]:
     return before + rounds + after
 
 
+def _parse_errors(w: pd.DataFrame) -> pd.Series:
+    """Which working steps raised a parse/format error (:data:`PARSE_PATTERN`)."""
+    e = w.loc[w["error"]]
+    text = e["error_type"].fillna("") + ": " + e["error_message"].fillna("")
+    hit = text.str.contains(PARSE_PATTERN, case=False, regex=True)
+    return pd.Series(False, index=w.index).where(~w["error"], hit).astype(bool)
+
+
 def _occurrences(w: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, slot): steps, errors, retries, totals."""
     w = w.assign(
@@ -180,10 +188,7 @@ def _occurrences(w: pd.DataFrame) -> pd.DataFrame:
         cost=w["cost_usd"].fillna(0.0),
         err_dur=w["duration_s"].fillna(0.0).where(w["error"], 0.0),
         err_cost=w["cost_usd"].fillna(0.0).where(w["error"], 0.0),
-        parse=w["error"]
-        & (w["error_type"].fillna("") + ": " + w["error_message"].fillna("")).str.contains(
-            PARSE_PATTERN, case=False, regex=True
-        ),
+        parse=_parse_errors(w),
         trans=w["error"] & w["transient"].fillna(False).astype(bool),
     )
     g = w.groupby(["trace_id", "slot_stage", "round"], sort=False)
@@ -430,6 +435,15 @@ def _partial_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
     )
 
 
+_READ = {
+    "trace_id", "step", "span_id", "kind", "stage", "tool_name", "status", "error_type",
+    "error_message", "start_time", "duration_s", "cost_usd", "attempt", "is_first_failure",
+    "cause_span_id", "transient", "recovered", "propagated", "intent_id", "side_effect",
+    "heuristic",
+}  # fmt: skip
+"""Step columns the design reads."""
+
+
 def design_partials(st: pd.DataFrame) -> pd.DataFrame:
     """What whole runs' steps contribute to their design, in rows that merge across partitions.
 
@@ -447,7 +461,7 @@ def design_partials(st: pd.DataFrame) -> pd.DataFrame:
     Args:
         st: the :func:`failkit.steps` of whole runs.
     """
-    w = _working(st)
+    w = _working(st[[c for c in st.columns if c in _READ]])
     if w.empty:
         return _partial_frame([])
     ids = pd.Series(w["trace_id"].unique())
@@ -542,11 +556,9 @@ def _backoff_partials(w: pd.DataFrame) -> list[pd.DataFrame]:
     overhead is its time less its steps' (``run`` rows, :func:`run_partials`) and its waits at
     that backoff (``pending`` rows: per repeat its stage and backoff multiple).
     """
-    nxt = w.groupby("trace_id").shift(-1)
+    nxt = w.groupby("trace_id")[["intent_id", "start_time", "attempt"]].shift(-1)
     again = (
-        w["error"]
-        & nxt["intent_id"].notna()
-        & (nxt["intent_id"].astype("string") == w["intent_id"].astype("string")).fillna(False)
+        w["error"] & nxt["intent_id"].notna() & (nxt["intent_id"] == w["intent_id"]).fillna(False)
     )
     end = w["start_time"] + pd.to_timedelta(w["duration_s"].fillna(0.0), unit="s")
     gap = (nxt["start_time"] - end).dt.total_seconds()
@@ -724,11 +736,13 @@ def estimate_design(
     name: str = "observed",
     task_spread: float | Literal["fit"] = "fit",
     confidence: pd.DataFrame | None = None,
+    runs_per_part: int = 200_000,
 ) -> Design:
     """Estimate today's design from the steps of its runs (see the module docstring).
 
-    All runs are one partition of :func:`design_partials` and :func:`run_partials`, merged
-    (:func:`merge_partials`) and finalized (:func:`finalize_design`) as Spark does with many.
+    The runs are cut into partitions of ``runs_per_part`` runs for :func:`design_partials`
+    (which bounds the memory it takes beside the steps), merged (:func:`merge_partials`) and
+    finalized (:func:`finalize_design`) as Spark does.
 
     Args:
         source: a TraceStore, spans DataFrame or :func:`failkit.steps` frame.
@@ -740,6 +754,8 @@ def estimate_design(
         confidence: logged confidences, ``trace_id``, ``span_id``, ``confidence`` (from a store:
             :func:`confidences`), for the calibration fit; by default the steps' own
             ``confidence`` column when they have one.
+        runs_per_part: runs per partition (the result is the same up to the order of float
+            sums).
 
     Raises:
         FailkitError: no run has a working step.
@@ -748,7 +764,15 @@ def estimate_design(
     if confidence is None and "confidence" in st.columns:
         confidence = st[["trace_id", "span_id", "confidence"]]
     runs = runs_frame(runs, ["trace_id", "duration_s", "cost_usd"])
-    parts = design_partials(st.loc[st["trace_id"].isin(runs["trace_id"])])
+    st = st.loc[st["trace_id"].isin(runs["trace_id"]), [c for c in st.columns if c in _READ]]
+    run = pd.factorize(st["trace_id"])[0]
+    parts = pd.concat(
+        [
+            design_partials(st.loc[(run >= first) & (run < first + runs_per_part)])
+            for first in range(0, max(run.max(initial=0) + 1, 1), runs_per_part)
+        ],
+        ignore_index=True,
+    )
     per_run = run_frame(parts).merge(runs.drop(columns=RUN_COLUMNS[1:], errors="ignore"))
     parts = pd.concat([parts, run_partials(per_run)], ignore_index=True)
     counts = parts.loc[parts["part"].isin(["count", "max"])]

@@ -156,3 +156,22 @@ def test_from_steps_frame_matches_store(
         pd.Series([s.p_success for s in again.stages]),
         pd.Series([s.p_success for s in design.stages]),
     )
+
+
+def test_runs_in_partitions_give_the_same_design(
+    runs: tuple[synth.SynthResult, fk.TraceStore],
+) -> None:
+    """Partial rows of 7 partitions of runs merge into the one-partition design (up to the
+    order of float sums), the spread fit included."""
+    from failkit.estimate import confidences, estimate_design
+
+    store = runs[1]
+    st, traces, conf = fk.steps(store), store.traces_df(), confidences(store)
+    whole = estimate_design(st, traces, confidence=conf)
+    parts = estimate_design(st, traces, confidence=conf, runs_per_part=len(traces) // 7 + 1)
+    assert whole.task_spread > 0 and whole.stage("tool_selection").calibration is not None
+    a, b = whole.model_dump(), parts.model_dump()
+    assert a.keys() == b.keys()
+    flat_a, flat_b = pd.json_normalize(a["stages"]), pd.json_normalize(b["stages"])
+    pd.testing.assert_frame_equal(flat_a, flat_b, check_exact=False, rtol=1e-9)
+    assert parts.task_spread == pytest.approx(whole.task_spread, rel=1e-9)

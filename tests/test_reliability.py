@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 from scipy import stats
 
 import failkit as fk
@@ -198,3 +199,30 @@ def test_compounding_gap_adds_up(synth_store: fk.TraceStore) -> None:
     assert got["success_rate"].iloc[-1] == pytest.approx(
         observed["n_successes"].sum() / observed["n_runs"].sum()
     )
+
+
+def test_stage_reliability_merges_partitions_of_runs() -> None:
+    """Partial sums of three partitions of runs, summed, give the table of all runs."""
+    from failkit.reliability import (
+        RELIABILITY_SUMS,
+        finalize_reliability,
+        reliability_partials,
+        stage_attempts,
+    )
+
+    store = fk.connect()
+    store.ingest(REPO / "data" / "sample" / "traces.jsonl.gz")
+    st = fk.steps(store)
+    keys = ["stage", "tool_name"]
+    part = pd.factorize(st["trace_id"])[0] % 3
+    sums = pd.concat(
+        [reliability_partials(stage_attempts(st.loc[part == i], keys), keys) for i in range(3)]
+    )
+    merged = sums.groupby(keys, as_index=False, sort=False)[RELIABILITY_SUMS].sum()
+    frame = stage_attempts(st, keys)
+    q = frame.groupby(keys)[["lat", "cost"]].quantile([0.5, 0.95]).unstack()
+    q.columns = ["latency_s_p50", "latency_s_p95", "cost_usd_p50", "cost_usd_p95"]
+    got = finalize_reliability(merged, q.reset_index(), keys=keys)
+    expected = fk.stage_reliability(st, by="tool_name")
+    assert len(got) == len(expected) > 5
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
