@@ -158,40 +158,45 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
     spans, span_scope, k = _unnest(pc.struct_field(scopes, "spans"))
     n = len(spans)
     kvs = pc.struct_field(spans, "attributes")
-    items, item_span, _ = _unnest(kvs)
     events, event_span, _ = _unnest(pc.struct_field(spans, "events"))
+    # every KeyValue's JSON text: the spans', the resources' and the events'
+    items, item_span, _ = _unnest(kvs)
+    res_items, item_res, _ = _unnest(
+        pc.struct_field(pc.struct_field(res, "resource"), "attributes")
+    )
     event_items, item_event, _ = _unnest(pc.struct_field(events, "attributes"))
-    # every KeyValue's JSON text: the spans' ones, then the events'
     key = pc.struct_field(items, "key")
     want = pc.index_in(key, _KEY_SET)
+    res_key = pc.binary_join_element_wise("resource.", pc.struct_field(res_items, "key"), "")
+    parts = [pc.struct_field(kv, "value") for kv in (items, res_items, event_items)]
     kv_table = pa.table(
         {
-            "key": pa.concat_arrays([key, pc.struct_field(event_items, "key")]),
-            "v": pa.concat_arrays(
-                [pc.struct_field(items, "value"), pc.struct_field(event_items, "value")]
-            ),
-            "want": pa.concat_arrays(
-                [want.is_valid(), pa.nulls(len(event_items), pa.bool_()).fill_null(False)]
+            "key": pa.chunked_array([key, res_key, pc.struct_field(event_items, "key")]),
+            "v": pa.chunked_array(parts),
+            "nested": pa.chunked_array([_nested_json(con, part) for part in parts], _TEXT),
+            "want": pa.chunked_array(
+                [want.is_valid(), pa.array(np.zeros(len(res_items) + len(event_items), bool))]
             ),
         }
     )
     pairs = _query(con, _PAIRS_SQL, "fk_otlp_kvs", kv_table)
-    span_pairs, event_pairs = pairs.slice(0, len(items)), pairs.slice(len(items))
+    span_pairs = pairs.slice(0, len(items))
+    res_pairs = pairs.slice(len(items), len(res_items))
+    event_pairs = pairs.slice(len(items) + len(res_items))
     # the fast pairs of each span before its slow ones, as fk_otlp_inner orders them
-    order = np.argsort(item_span * 2 + span_pairs.column("slow").to_numpy(), kind="stable")
+    order = _fast_first(item_span, span_pairs)
     span_object = _join(span_pairs.column("pair").take(order), item_span[order], n)
     typed = _first_per_span(
         span_pairs.column("text").take(order), want.take(order), item_span[order], n
     )
     # each scope's resource.* and otel.scope.* pairs, each event's object
-    resource_kvs = pc.struct_field(pc.struct_field(res, "resource"), "attributes")
+    order = _fast_first(item_res, res_pairs)
+    res_object = _join(res_pairs.column("pair").take(order), item_res[order], len(res))
     context = _query(
         con,
-        "SELECT fk_otlp_context(resource, scope) FROM fk_otlp_scopes",
+        "SELECT fk_otlp_scope_context(pairs, scope) FROM fk_otlp_scopes",
         "fk_otlp_scopes",
-        pa.table(
-            {"resource": resource_kvs.take(scope_res), "scope": pc.struct_field(scopes, "scope")}
-        ),
+        pa.table({"pairs": res_object.take(scope_res), "scope": pc.struct_field(scopes, "scope")}),
     ).column(0)
     event_objects = _query(
         con,
@@ -232,6 +237,49 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
         }
     )
     return _batched(flat)
+
+
+def _nested_json(con: duckdb.DuckDBPyConnection, values: pa.Array) -> pa.Array:
+    """JSON text of the array and kvlist values (NULL for others), as fk_otlp_slow gives it:
+    their elements' JSON from one flat query, joined here (no lambda per value)."""
+    array, kvlist = (pc.struct_field(values, f) for f in ("arrayValue", "kvlistValue"))
+    nested = np.flatnonzero(pc.or_(array.is_valid(), kvlist.is_valid()).to_numpy(False))
+    if not len(nested):
+        return pa.nulls(len(values), _TEXT)
+    array, kvlist = array.take(nested), kvlist.take(nested)
+    elements, element_of, _ = _unnest(pc.struct_field(array, "values"))
+    entries, entry_of, _ = _unnest(pc.struct_field(kvlist, "values"))
+    texts = _query(
+        con,
+        "SELECT CASE WHEN is_kv THEN to_json(key) || ':' ELSE '' END || fk_otlp_element(value) "
+        "FROM fk_otlp_elements",
+        "fk_otlp_elements",
+        pa.table(
+            {
+                "key": pa.chunked_array(
+                    [pa.nulls(len(elements), _TEXT), pc.struct_field(entries, "key")]
+                ),
+                "value": pa.chunked_array([elements, pc.struct_field(entries, "value")]),
+                "is_kv": pa.array(np.arange(len(elements) + len(entries)) >= len(elements)),
+            }
+        ),
+    ).column(0)
+    arrays = _join(texts.slice(0, len(elements)), element_of, len(nested))
+    kvlists = _join(texts.slice(len(elements)), entry_of, len(nested))
+    text = pc.if_else(
+        array.is_valid(),
+        pc.binary_join_element_wise("[", pc.fill_null(arrays, ""), "]", ""),
+        pc.binary_join_element_wise("{", pc.fill_null(kvlists, ""), "}", ""),
+    )
+    at = np.full(len(values), -1)
+    at[nested] = np.arange(len(nested))
+    return text.take(pa.array(at, mask=at < 0))
+
+
+def _fast_first(owner: np.ndarray, pairs: pa.Table) -> np.ndarray:
+    """The order of KeyValues that puts each owner's fast pairs before its slow ones, as
+    fk_otlp_inner does (owners stay in order)."""
+    return np.argsort(owner * 2 + pairs.column("slow").to_numpy(), kind="stable")
 
 
 def _batched(table: pa.Table) -> pa.Table:
@@ -275,10 +323,13 @@ def _first_per_span(
     text: pa.ChunkedArray, key_ix: pa.Array, span: np.ndarray, n: int
 ) -> pa.StructArray:
     """The struct of :data:`MAPPED_KEYS`: each key's first text in each of ``n`` spans."""
-    has = key_ix.is_valid().to_numpy(zero_copy_only=False)
-    rows = np.flatnonzero(has)[::-1]  # assigned last to first, so that the first one stays
-    first = np.full((len(MAPPED_KEYS), n), -1, dtype=np.int64)
-    first[pc.fill_null(key_ix, 0).to_numpy()[rows], span[rows]] = rows
+    rows = np.flatnonzero(key_ix.is_valid().to_numpy(zero_copy_only=False))
+    keys = pc.fill_null(key_ix, 0).to_numpy()[rows]
     text = text.combine_chunks()
-    columns = [text.take(pa.array(ix, mask=ix < 0)) for ix in first]
+    columns = [pa.nulls(n, _TEXT)] * len(MAPPED_KEYS)
+    for key in np.unique(keys):  # a loop over the keys present, not over spans
+        mine = rows[keys == key][::-1]  # assigned last to first, so that the first one stays
+        first = np.full(n, -1)
+        first[span[mine]] = mine
+        columns[key] = text.take(pa.array(first, mask=first < 0))
     return pa.StructArray.from_arrays(columns, names=list(MAPPED_KEYS))

@@ -41,11 +41,15 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_inner(items) AS nullif(array_to_string(list
 CREATE OR REPLACE TEMP MACRO fk_otlp_object(kvs, prefix) AS
     fk_otlp_inner(fk_otlp_items(kvs, prefix));
 
--- The resource.* and otel.scope.* "key":value texts a span of this resource and scope gets;
--- NULL if none.
-CREATE OR REPLACE TEMP MACRO fk_otlp_context(resource_kvs, scope) AS nullif(concat_ws(',',
-    fk_otlp_object(resource_kvs, 'resource.'), '"otel.scope.name":' || to_json(scope.name),
+-- The resource.* and otel.scope.* "key":value texts a span of this resource and scope gets,
+-- given the inside of the resource's object with the resource.* keys (or NULL); NULL if none.
+CREATE OR REPLACE TEMP MACRO fk_otlp_scope_context(resource_pairs, scope) AS nullif(concat_ws(
+    ',', resource_pairs, '"otel.scope.name":' || to_json(scope.name),
     '"otel.scope.version":' || to_json(scope.version)), '');
+
+-- The same given the resource's KeyValue list.
+CREATE OR REPLACE TEMP MACRO fk_otlp_context(resource_kvs, scope) AS
+    fk_otlp_scope_context(fk_otlp_object(resource_kvs, 'resource.'), scope);
 
 -- A span event as the JSON object {"name", "time", "attributes": {...}} given the inside of
 -- its attributes object (`pairs`, NULL if none).
