@@ -15,8 +15,9 @@ The three steps of :func:`failkit.failure_modes`, each run where its data is:
    partitions up (:func:`~failkit.failures.summary_from_parts`), with the runs' time window
    from a Spark aggregate.
 
-Step 1 needs whole runs in a partition: the steps of the runs that can have an event
-(a fraction of the steps) are shuffled by ``trace_id`` first.
+Step 1 needs whole runs in a partition. The steps of :meth:`SparkBackend.steps` are
+(checked by a Spark job over the trace ids); other steps are shuffled by ``trace_id`` first,
+only those of the runs that can have an event.
 """
 
 from __future__ import annotations
@@ -128,11 +129,21 @@ def _partition_summary(
     )
 
 
+def _whole_runs(st: Any) -> bool:
+    """Whether each run's steps sit in one partition, as :meth:`SparkBackend.steps` leaves
+    them (a Spark job over the trace ids only)."""
+    from pyspark.sql import functions as F
+
+    pairs = st.select("trace_id", F.spark_partition_id().alias("fk_part")).distinct()
+    return pairs.groupBy("trace_id").count().where(F.col("count") > 1).limit(1).count() == 0
+
+
 def _failed_runs(st: Any, labels: Any, label_names: Sequence[str]) -> Any:
     """The steps of the runs that can have events, whole runs per partition.
 
     A run has events when a step raised an unpropagated error, a silent first failure was
-    located, or a label named in ``label_names`` is on it; only those runs are shuffled.
+    located, or a label named in ``label_names`` is on it. The other runs are left out, and
+    the rest are shuffled by ``trace_id`` only when a run is split over partitions.
     """
     from pyspark.sql import functions as F
 
@@ -143,7 +154,8 @@ def _failed_runs(st: Any, labels: Any, label_names: Sequence[str]) -> Any:
     if label_names:
         named = labels.where(F.col("name").isin(list(label_names)))
         runs = runs.union(named.select(F.lower("trace_id").alias("trace_id")))
-    return st.join(runs.distinct(), "trace_id", "left_semi").repartition("trace_id")
+    kept = st.join(runs.distinct(), "trace_id", "left_semi")
+    return kept if _whole_runs(st) else kept.repartition("trace_id")
 
 
 def events(
