@@ -28,6 +28,14 @@ How failure events become modes:
 
 No randomness is involved below :data:`MAX_EXACT` distinct texts per category; above it
 the clustering is fitted on a sample drawn with ``seed``.
+
+:func:`failure_modes` runs in three steps, so that the data-sized ones can run where the
+data is (:mod:`failkit.spark.failures` runs them on Spark, here they run on the whole frame):
+:func:`failure_events` needs only each run's steps and labels (events, categories, masked
+messages and comments, a ``signature`` per distinct kind of event); :func:`mode_table` needs
+only the distinct signatures and their counts (Drain, clustering, canonical templates, ids
+and labels); :func:`with_modes` joins the table back to the events. The summary is partial
+sums over whole runs (:func:`summary_parts`) added up by :func:`summary_from_parts`.
 """
 
 from __future__ import annotations
