@@ -435,12 +435,12 @@ def _partial_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
     )
 
 
-_READ = {
+DESIGN_COLUMNS = [
     "trace_id", "step", "span_id", "kind", "stage", "tool_name", "status", "error_type",
     "error_message", "start_time", "duration_s", "cost_usd", "attempt", "is_first_failure",
     "cause_span_id", "transient", "recovered", "propagated", "intent_id", "side_effect",
     "heuristic",
-}  # fmt: skip
+]  # fmt: skip
 """Step columns the design reads."""
 
 
@@ -461,7 +461,7 @@ def design_partials(st: pd.DataFrame) -> pd.DataFrame:
     Args:
         st: the :func:`failkit.steps` of whole runs.
     """
-    w = _working(st[[c for c in st.columns if c in _READ]])
+    w = _working(st[[c for c in st.columns if c in DESIGN_COLUMNS]])
     if w.empty:
         return _partial_frame([])
     ids = pd.Series(w["trace_id"].unique())
@@ -764,7 +764,8 @@ def estimate_design(
     if confidence is None and "confidence" in st.columns:
         confidence = st[["trace_id", "span_id", "confidence"]]
     runs = runs_frame(runs, ["trace_id", "duration_s", "cost_usd"])
-    st = st.loc[st["trace_id"].isin(runs["trace_id"]), [c for c in st.columns if c in _READ]]
+    read = [c for c in st.columns if c in DESIGN_COLUMNS]
+    st = st.loc[st["trace_id"].isin(runs["trace_id"]), read]
     run = pd.factorize(st["trace_id"])[0]
     parts = pd.concat(
         [

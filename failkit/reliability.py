@@ -232,6 +232,13 @@ def reliability_keys(by: str | None) -> list[str]:
     return ["stage"] + ([by] if by else [])
 
 
+ATTEMPT_COLUMNS = [
+    "kind", "status", "propagated", "is_first_failure", "heuristic", "transient", "recovered",
+    "duration_s", "cost_usd",
+]  # fmt: skip
+"""Step columns :func:`stage_attempts` reads besides its keys."""
+
+
 def stage_attempts(st: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One row per attempt (see :func:`stage_reliability`): its keys (missing ones ``(none)``),
     whether it failed detectably / silently, was transient / recovered, its time and cost."""

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from failkit.design import Design, Dist
 from failkit.estimate import (
+    DESIGN_COLUMNS,
     OVERHEAD_LATENCY,
     PARTIAL_COLUMNS,
     RUN_COLUMNS,
@@ -39,13 +40,14 @@ from failkit.estimate import (
     run_partials,
 )
 from failkit.reliability import (
+    ATTEMPT_COLUMNS,
     RELIABILITY_SUMS,
     finalize_reliability,
     reliability_keys,
     reliability_partials,
     stage_attempts,
 )
-from failkit.spark.frames import batches, ddl, from_batches, steps_to_pandas, to_pandas
+from failkit.spark.frames import batches, ddl, from_batches, step_columns_to_pandas, to_pandas
 
 PARTIAL_TYPES = {
     "part": "VARCHAR", "stage": "VARCHAR", "round": "BIGINT", "item": "BIGINT", "key": "VARCHAR",
@@ -126,7 +128,7 @@ def _partition_reliability(
     table = from_batches(parts)
     if table is None:
         return
-    frame = stage_attempts(steps_to_pandas(table), keys)
+    frame = stage_attempts(step_columns_to_pandas(table), keys)
     if sums:
         yield from batches(reliability_partials(frame, keys), _sum_types(keys))
     else:
@@ -155,10 +157,9 @@ def stage_reliability(
     from pyspark.sql import functions as F
 
     keys = reliability_keys(by)
-    sums = st.mapInArrow(
-        lambda parts: _partition_reliability(parts, keys, True), ddl(_sum_types(keys))
-    )
+    st = st.select(*keys, *ATTEMPT_COLUMNS)
     types = _sum_types(keys)
+    sums = st.mapInArrow(lambda parts: _partition_reliability(parts, keys, True), ddl(types))
     sums = sums.groupBy(*keys).agg(*(F.sum(c).alias(c) for c in RELIABILITY_SUMS))
     partial = to_pandas(collect(sums, "reliability sums", collected), types)
     partial = partial.astype({c: "int64" for c, t in types.items() if t == "BIGINT"})
@@ -180,7 +181,7 @@ def _partition_design(parts: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatc
     """:func:`failkit.estimate.design_partials` of the whole runs of one partition."""
     table = from_batches(parts)
     if table is not None:
-        yield from batches(design_partials(steps_to_pandas(table)), PARTIAL_TYPES)
+        yield from batches(design_partials(step_columns_to_pandas(table)), PARTIAL_TYPES)
 
 
 _RUN_TYPES = {
@@ -334,7 +335,7 @@ def design(
     """
     from pyspark.sql import functions as F
 
-    parts = st.mapInArrow(_partition_design, ddl(PARTIAL_TYPES)).cache()
+    parts = st.select(*DESIGN_COLUMNS).mapInArrow(_partition_design, ddl(PARTIAL_TYPES)).cache()
     per_run = (
         parts.where(F.col("part") == "run")
         .groupBy(F.col("key").alias("trace_id"))

@@ -99,6 +99,13 @@ def steps_to_pandas(table: pa.Table) -> pd.DataFrame:
     return frame.astype({"step": "int64", "depth": "int64", "attempt": "int64"})
 
 
+def step_columns_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Some columns of the steps from Spark, with the dtypes of :func:`failkit.steps`."""
+    frame = to_pandas(table, {c: STEP_TYPES[c] for c in table.column_names})
+    ints = [c for c in ("step", "depth", "attempt") if c in frame.columns]
+    return frame.astype(dict.fromkeys(ints, "int64"))
+
+
 def from_batches(parts: Iterable[pa.RecordBatch]) -> pa.Table | None:
     """The record batches of one Spark partition as a table (None when it has none)."""
     listed = list(parts)
