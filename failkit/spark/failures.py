@@ -22,7 +22,6 @@ only those of the runs that can have an event.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -43,7 +42,16 @@ from failkit.failures import (
     summary_parts,
     with_modes,
 )
-from failkit.spark.frames import STEP_TYPES, batches, ddl, from_batches, steps_to_pandas, to_pandas
+from failkit.spark.frames import (
+    STEP_TYPES,
+    batches,
+    ddl,
+    from_batches,
+    from_ipc,
+    steps_to_pandas,
+    to_ipc,
+    to_pandas,
+)
 from failkit.stages import StageRule
 
 _TEXT = ("category", "short_type", "sig_text", "sig_doc", "signature")
@@ -106,14 +114,6 @@ def _partition_modes(
         yield from batches(with_modes(to_pandas(events, EVENT_TYPES), table), MODED_TYPES)
 
 
-def _ipc(frame: pd.DataFrame) -> bytes:
-    sink = io.BytesIO()
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
 def _partition_summary(
     parts: Iterator[pa.RecordBatch], mid: pd.Timestamp | None, n_examples: int
 ) -> Iterator[pa.RecordBatch]:
@@ -123,8 +123,9 @@ def _partition_summary(
         return
     moded = to_pandas(events, MODED_TYPES).astype({"step": "int64"})
     done = summary_parts(moded, mid, n_examples=n_examples)
+    payloads = [to_ipc(pa.Table.from_pandas(f, preserve_index=False)) for f in done.values()]
     yield pa.RecordBatch.from_pydict(
-        {"part": list(done), "payload": [_ipc(f) for f in done.values()]},
+        {"part": list(done), "payload": payloads},
         schema=pa.schema([("part", pa.string()), ("payload", pa.binary())]),
     )
 
@@ -256,7 +257,7 @@ def summary(
     for name, payload in zip(
         payloads["part"].to_pylist(), payloads["payload"].to_pylist(), strict=True
     ):
-        frames.setdefault(name, []).append(pa.ipc.open_stream(payload).read_all().to_pandas())
+        frames.setdefault(name, []).append(from_ipc(payload).to_pandas())
     if not frames:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     parts = {name: pd.concat(listed, ignore_index=True) for name, listed in frames.items()}

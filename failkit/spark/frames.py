@@ -6,6 +6,7 @@ Spark as the signed BIGINT with the same bits and is cast back when collected.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 
 import pandas as pd
@@ -110,3 +111,16 @@ def from_batches(parts: Iterable[pa.RecordBatch]) -> pa.Table | None:
     """The record batches of one Spark partition as a table (None when it has none)."""
     listed = list(parts)
     return pa.Table.from_batches(listed) if listed else None
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    """An Arrow table as Arrow IPC stream bytes (how tasks send tables in a binary column)."""
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def from_ipc(payload: bytes) -> pa.Table:
+    """The table of :func:`to_ipc` bytes."""
+    return pa.ipc.open_stream(payload).read_all()

@@ -31,7 +31,6 @@ spelling the key or value with escapes is loaded, but its metadata is not used).
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -51,7 +50,15 @@ from failkit.ingest.detect import detect, get_adapter
 from failkit.ingest.otlp import sniff_encoding
 from failkit.lake import PARTITIONED, connect_parquet, prepare_directory, write_manifest
 from failkit.schema import QUARANTINE_RAW_CHARS, TABLES, create_table_sql
-from failkit.spark.frames import TABLE_TYPES, arrow_schema, ddl, from_batches, to_pandas
+from failkit.spark.frames import (
+    TABLE_TYPES,
+    arrow_schema,
+    ddl,
+    from_batches,
+    from_ipc,
+    to_ipc,
+    to_pandas,
+)
 from failkit.store import PathArg, connect, expand_paths
 
 SPLIT_BYTES = 128 << 20
@@ -82,15 +89,8 @@ _HASH, _WHOLE = -1, 0
 """``part`` of the task hashing a cut file, and of a file loaded whole."""
 
 
-def _ipc(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
 def _payloads(index: int, part: int, name: str, rows: pa.Table) -> pa.RecordBatch:
-    chunks = [_ipc(rows.slice(i, _CHUNK_ROWS)) for i in range(0, len(rows), _CHUNK_ROWS)]
+    chunks = [to_ipc(rows.slice(i, _CHUNK_ROWS)) for i in range(0, len(rows), _CHUNK_ROWS)]
     return pa.RecordBatch.from_pydict(
         {
             "file_index": [index] * len(chunks),
@@ -234,7 +234,7 @@ def _decode(parts: Iterator[pa.RecordBatch], types: dict[str, str]) -> Iterator[
             batch.column("payload").to_pylist(),
             strict=True,
         ):
-            rows = pa.ipc.open_stream(payload).read_all()
+            rows = from_ipc(payload)
             n = len(rows)
             rows = rows.append_column("file_index", pa.array([index] * n, pa.int32()))
             rows = rows.append_column("part", pa.array([part] * n, pa.int32()))
@@ -247,7 +247,7 @@ def _small(staged: Any, name: str) -> pd.DataFrame:
 
     got = staged.where(F.col("tbl") == name).select("file_index", "part", "payload").toArrow()
     frames = [
-        pa.ipc.open_stream(p).read_all().to_pandas().assign(file_index=i, part=k)
+        from_ipc(p).to_pandas().assign(file_index=i, part=k)
         for i, k, p in zip(*(got[c].to_pylist() for c in got.column_names), strict=True)
     ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
