@@ -121,7 +121,7 @@ class OtlpAdapter:
         )
         values = _Values(con)
         if encoding == "jsonl":
-            with stage.open() as f, _checkpoints_deferred(con):
+            with stage.open() as f, _load_settings(con):
                 for first_line, data, requests in _parsed_blocks(f):
                     if requests is None:
                         values.use("json")
@@ -142,16 +142,24 @@ class OtlpAdapter:
 
 
 @contextmanager
-def _checkpoints_deferred(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """No automatic checkpoint while staging: one every few blocks would compress the staged
-    rows again (a third of the staging time on 1M spans); the store drops them after the load.
+def _load_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB settings for the load, restored after it.
+
+    No automatic checkpoint while staging: one every few blocks would compress the staged rows
+    again (a third of the staging time on 1M spans); the store drops them after the load. Query
+    results in the order of their input rows, which :func:`flat_spans` relies on.
     """
-    threshold = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
-    con.execute("SET checkpoint_threshold = '1000TB'")
+    settings = {"checkpoint_threshold": "'1000TB'", "preserve_insertion_order": "true"}
+    old = con.execute(
+        "SELECT " + ", ".join(f"current_setting('{name}')" for name in settings)
+    ).fetchone()
+    for name, value in settings.items():
+        con.execute(f"SET {name} = {value}")
     try:
         yield
-    finally:  # DuckDB's own text of the setting
-        con.execute(f"SET checkpoint_threshold = '{threshold[0] if threshold else '16MiB'}'")
+    finally:  # DuckDB's own texts of the settings
+        for name, value in zip(settings, old or (), strict=True):
+            con.execute(f"SET {name} = '{value}'")
 
 
 class _Values:

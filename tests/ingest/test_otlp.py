@@ -632,13 +632,21 @@ def test_pyarrow_and_duckdb_parsers_give_identical_spans(tmp_path: Path) -> None
     assert [e["name"] for e in json.loads(row["events"])] == ["exception", "note"]
 
 
-def test_checkpoint_setting_is_restored_after_a_load(tmp_path: Path) -> None:
-    """Staging defers DuckDB's automatic checkpoints, for the load only."""
-    setting = "SELECT current_setting('checkpoint_threshold') AS v"
+def test_settings_are_restored_after_a_load(tmp_path: Path) -> None:
+    """Staging defers DuckDB's automatic checkpoints and keeps rows in order, for the load only
+    (the pyarrow path joins query results to its rows by position)."""
+    setting = (
+        "SELECT current_setting('checkpoint_threshold') AS v, "
+        "current_setting('preserve_insertion_order') AS o"
+    )
+    lines = [json.dumps(_shapes_line(sid)) for sid in ("a", "b")]
     with fk.connect(tmp_path / "s.duckdb") as store:
         store.sql("SET checkpoint_threshold = '8MiB'")
-        store.ingest(write(tmp_path / "t.otlp.jsonl", request(span("a"))), progress=False)
-        assert store.sql(setting)["v"][0] == "8.0 MiB"
+        store.sql("SET preserve_insertion_order = false")
+        store.ingest(write(tmp_path / "t.otlp.jsonl", *lines), progress=False)
+        assert store.sql(setting).iloc[0].tolist() == ["8.0 MiB", False]
+        attrs = json.loads(store.spans_df().set_index("span_id").loc["b", "attributes"])
+    assert {k: attrs[k] for k in SCALAR_SHAPES} == SCALAR_SHAPES
 
 
 @pytest.mark.parametrize(
