@@ -632,6 +632,20 @@ def test_pyarrow_and_duckdb_parsers_give_identical_spans(tmp_path: Path) -> None
     assert [e["name"] for e in json.loads(row["events"])] == ["exception", "note"]
 
 
+def test_first_of_a_repeated_key_is_mapped(tmp_path: Path) -> None:
+    """Both parsers map the first of two attributes with the same key (as DuckDB's
+    json_transform reads the object), for spans that have it among other spans."""
+    s = span("a", attrs={"gen_ai.tool.name": "first", "tool.name": "x"})
+    s["attributes"] += kvs({"gen_ai.tool.name": "second"})
+    lines = [json.dumps(request(span("b"), s, span("c", attrs={"gen_ai.tool.name": "z"})))]
+    fast = write(tmp_path / "fast.otlp.jsonl", *lines)
+    careful = write(tmp_path / "careful.otlp.jsonl", lines[0], "")
+    assert parse_requests(fast.read_bytes(), 1) is not None
+    for path in (fast, careful):
+        tools = load(path)[0].spans_df().set_index("span_id")["tool_name"]
+        assert tools.fillna("-").to_dict() == {"b": "-", "a": "first", "c": "z"}
+
+
 def test_settings_are_restored_after_a_load(tmp_path: Path) -> None:
     """Staging defers DuckDB's automatic checkpoints and keeps rows in order, for the load only
     (the pyarrow path joins query results to its rows by position)."""
