@@ -13,12 +13,13 @@ collected. That is the one place written for Spark; it gives the local numbers u
 order in which floats are summed (relative 1e-15 seen, tested to 1e-9), the quantiles and
 medians exactly.
 
-Pass ``collected=[]`` to the functions to get, per collect, its ``what``, ``rows`` and
-``bytes`` (Arrow).
+Pass ``collected=[]`` to the functions to get, per collect, its ``what``, ``rows``, ``bytes``
+(Arrow) and ``seconds``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -62,10 +63,15 @@ _REL_COLUMNS = {"lat": "latency_s", "cost": "cost_usd"}
 
 
 def collect(df: Any, what: str, collected: list[dict] | None) -> pa.Table:
-    """``df.toArrow()``, noting its rows and bytes in ``collected`` when given."""
+    """``df.toArrow()``, noting its rows, bytes and seconds (of the Spark job that made it) in
+    ``collected`` when given."""
+    start = time.perf_counter()
     table = df.toArrow()
     if collected is not None:
-        collected.append({"what": what, "rows": table.num_rows, "bytes": table.nbytes})
+        seconds = time.perf_counter() - start
+        collected.append(
+            {"what": what, "rows": table.num_rows, "bytes": table.nbytes, "seconds": seconds}
+        )
     return table
 
 
