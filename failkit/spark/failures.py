@@ -15,9 +15,10 @@ The three steps of :func:`failkit.failure_modes`, each run where its data is:
    partitions up (:func:`~failkit.failures.summary_from_parts`), with the runs' time window
    from a Spark aggregate.
 
-Step 1 needs whole runs in a partition. The steps of :meth:`SparkBackend.steps` are
-(checked by a Spark job over the trace ids); other steps are shuffled by ``trace_id`` first,
-only those of the runs that can have an event.
+Step 1 needs whole runs in a partition. The steps of :meth:`SparkBackend.steps` are, as one
+aggregate per run checks (:func:`run_table`, which also finds the runs that can have events
+and the runs' time window); other steps are shuffled by ``trace_id`` first, only those of the
+runs that can have an event.
 """
 
 from __future__ import annotations
@@ -130,37 +131,58 @@ def _partition_summary(
     )
 
 
-def _whole_runs(st: Any) -> bool:
-    """Whether each run's steps sit in one partition, as :meth:`SparkBackend.steps` leaves
-    them (a Spark job over the trace ids only)."""
+def run_table(st: Any) -> Any:
+    """Per run of the steps (a Spark aggregate, to cache): ``s`` its first start time,
+    ``fk_p0`` and ``fk_p1`` the first and last partition holding its steps, ``fk_events``
+    whether a step can be a failure event (an unpropagated error, a located silent first
+    failure)."""
     from pyspark.sql import functions as F
 
-    pairs = st.select("trace_id", F.spark_partition_id().alias("fk_part")).distinct()
-    return pairs.groupBy("trace_id").count().where(F.col("count") > 1).limit(1).count() == 0
+    can = ((F.col("status") == "error") & ~F.col("propagated")) | (
+        F.col("is_first_failure") & F.col("heuristic").isNotNull()
+    )
+    return (
+        st.select(
+            "trace_id",
+            "start_time",
+            F.spark_partition_id().alias("fk_part"),
+            F.coalesce(can, F.lit(False)).alias("fk_can"),
+        )
+        .groupBy("trace_id")
+        .agg(
+            F.min("start_time").alias("s"),
+            F.min("fk_part").alias("fk_p0"),
+            F.max("fk_part").alias("fk_p1"),
+            F.max("fk_can").alias("fk_events"),
+        )
+    )
 
 
-def _failed_runs(st: Any, labels: Any, label_names: Sequence[str]) -> Any:
+def _failed_runs(st: Any, runs: Any, labels: Any, label_names: Sequence[str]) -> Any:
     """The steps of the runs that can have events, whole runs per partition.
 
-    A run has events when a step raised an unpropagated error, a silent first failure was
-    located, or a label named in ``label_names`` is on it. The other runs are left out, and
-    the rest are shuffled by ``trace_id`` only when a run is split over partitions.
+    A run has events when :func:`run_table` says so or a label named in ``label_names`` is
+    on it. The other runs are left out, and the rest are shuffled by ``trace_id`` only when
+    a run is split over partitions (the steps of :meth:`SparkBackend.steps` are not).
     """
     from pyspark.sql import functions as F
 
-    runs = st.where(
-        ((F.col("status") == "error") & ~F.col("propagated"))
-        | (F.col("is_first_failure") & F.col("heuristic").isNotNull())
-    ).select("trace_id")
+    failed = runs.where("fk_events").select("trace_id")
     if label_names:
         named = labels.where(F.col("name").isin(list(label_names)))
-        runs = runs.union(named.select(F.lower("trace_id").alias("trace_id")))
-    kept = st.join(runs.distinct(), "trace_id", "left_semi")
-    return kept if _whole_runs(st) else kept.repartition("trace_id")
+        failed = failed.union(named.select(F.lower("trace_id").alias("trace_id"))).distinct()
+    kept = st.join(failed, "trace_id", "left_semi")
+    split = runs.where(F.col("fk_p0") != F.col("fk_p1")).limit(1).count()
+    return kept.repartition("trace_id") if split else kept
 
 
 def events(
-    st: Any, labels: Any, *, label_names: Sequence[str], rules: Sequence[StageRule] | None
+    st: Any,
+    labels: Any,
+    *,
+    label_names: Sequence[str],
+    rules: Sequence[StageRule] | None,
+    runs: Any = None,
 ) -> Any:
     """Step 1 on Spark: the failure events of every run, with the summary's inputs.
 
@@ -169,13 +191,14 @@ def events(
         labels: the lake's labels (a Spark DataFrame).
         label_names: as in :func:`failkit.failure_modes`.
         rules: as in :func:`failkit.failure_modes`.
+        runs: :func:`run_table` of ``st`` (computed when None).
 
     Returns:
         A Spark DataFrame with the columns of :data:`EVENT_TYPES`, partitioned by run.
     """
     from pyspark.sql import functions as F
 
-    st = _failed_runs(st, labels, label_names)
+    st = _failed_runs(st, run_table(st) if runs is None else runs, labels, label_names)
     if label_names:
         fields = [F.col(f) for f in _LABEL_FIELDS]
         per_run = (
@@ -223,24 +246,18 @@ def collect_modes(modes: Any) -> pd.DataFrame:
     return out.sort_values(["trace_id", "step"], ignore_index=True)
 
 
-def window(st: Any) -> tuple[pd.Timestamp, int, int] | None:
-    """Midpoint of the runs' start times and the runs started after it and not (Spark)."""
+def window(runs: Any) -> tuple[pd.Timestamp, int, int] | None:
+    """Midpoint of the runs' start times and the runs started after it and not, from the
+    :func:`run_table` of the steps."""
     from pyspark.sql import functions as F
 
-    starts = (
-        st.groupBy("trace_id")
-        .agg(F.min("start_time").alias("s"))
-        .where(F.col("s").isNotNull())
-        .cache()
-    )
+    starts = runs.where(F.col("s").isNotNull())
     first, last, n = starts.agg(F.min("s"), F.max("s"), F.count("*")).first()
     if not n:
-        starts.unpersist()
         return None
     mid = run_midpoint(pd.Timestamp(first), pd.Timestamp(last))
     cut = F.lit(mid.floor("us").isoformat(sep=" ")).cast("timestamp_ntz")  # starts are in µs
     late = starts.where(F.col("s") > cut).count()
-    starts.unpersist()
     return mid, late, n - late
 
 
@@ -276,9 +293,11 @@ def mode_summary(
 ) -> pd.DataFrame:
     """The failure-mode summary of Spark steps: events (cached while needed), modes,
     partial sums per partition, added up on the driver."""
-    ev = events(st, labels, label_names=label_names, rules=rules).cache()
+    runs = run_table(st).cache()
+    ev = events(st, labels, label_names=label_names, rules=rules, runs=runs).cache()
     try:
         moded, _ = modes_of(ev, **mode_options)
-        return summary(moded, window(st), n_examples=n_examples, n_tools=n_tools)
+        return summary(moded, window(runs), n_examples=n_examples, n_tools=n_tools)
     finally:
         ev.unpersist()
+        runs.unpersist()
