@@ -31,7 +31,6 @@ from failkit.schema import (
     QUARANTINE_RAW_CHARS,
     SCHEMA_VERSION,
     TABLES,
-    Column,
     create_table_sql,
     names,
 )
@@ -43,6 +42,7 @@ REPORT_COLUMNS = [
 ]  # fmt: skip
 _PROGRESS_MIN_BYTES = 20_000_000
 _PENDING = "loads_pending"
+_LIMIT = "SELECT current_setting('memory_limit')"
 
 
 class UnfinishedLoadWarning(UserWarning):
@@ -139,11 +139,18 @@ class TraceStore:
     """
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, path: str | None, *, read_only: bool = False
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: str | None,
+        *,
+        read_only: bool = False,
+        memory_limit: str | None = None,
     ) -> None:
         self.con = con
         self.path = path
         self.read_only = read_only
+        self.memory_limit = memory_limit
+        self._limit = _scalar(con, _LIMIT)
         self._migrate()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -167,6 +174,7 @@ class TraceStore:
             self.con.execute(create_table_sql(table, columns))
         if version is None:
             self.con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
+        self.con.execute(_sql("run_ids.sql"))  # a macro of the loads
         if self.path is not None:
             self._roll_back_unfinished()
 
@@ -387,7 +395,10 @@ class TraceStore:
                         "this process; wait for that load to end"
                     )
                 _ACTIVE.add(key)
-        load = _Load(self.con, ingest_id, label, started)
+        load = _Load(
+            self.con, ingest_id, label, started,
+            after_chunk=None if self.path is None else self._release_cache,
+        )  # fmt: skip
         try:
             # Staging touches only this connection's temp tables, so it runs outside the
             # transactions: an adapter may try a fast read and fall back after an error.
@@ -417,11 +428,46 @@ class TraceStore:
             )
         )
 
+    def _release_cache(self) -> None:
+        """Write the committed chunk to the file and let DuckDB drop the table blocks it
+        caches, so that a big load's memory stays flat.
+
+        DuckDB keeps every block it wrote or read until it nears its ``memory_limit`` (80 % of
+        the RAM by default); lowering the limit for a moment is how it is told to let them
+        go. The limit is then set back as :func:`connect` set it. A limit changed since with
+        ``SET`` is left alone (DuckDB evicts by itself as it nears that one).
+        """
+        con = self.con
+        try:
+            con.execute("CHECKPOINT")
+        except duckdb.Error:  # another connection's transaction holds on: skip this time
+            return
+        if _scalar(con, _LIMIT) != self._limit:
+            return
+        try:
+            con.execute("SET memory_limit = ?", [_CACHE_AFTER_CHUNK])
+        except duckdb.Error:  # another connection's query holds the memory: skip
+            pass
+        finally:
+            if self.memory_limit is None:
+                con.execute("RESET memory_limit")
+            else:
+                con.execute("SET memory_limit = ?", [self.memory_limit])
+
 
 FLUSH_ROWS = int(os.environ.get("FAILKIT_FLUSH_ROWS", 200_000))
 """Staged rows above which :meth:`Staging.flush` commits them as a chunk of the load
 (environment variable ``FAILKIT_FLUSH_ROWS``; tests lower it to make many chunks)."""
-_LOAD_TABLES = ("fk_touched", "fk_run_meta", "stage_rejects", "affected", "old_traces")
+_CACHE_AFTER_CHUNK = "256MB"
+"""What DuckDB may keep cached between two chunks of a load."""
+_LOAD_TABLES = (
+    "fk_touched",
+    "fk_run_meta",
+    "fk_run_ids",
+    "stage_rejects",
+    "affected",
+    "old_traces",
+)
 
 
 class _Load:
@@ -435,15 +481,26 @@ class _Load:
     """
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, ingest_id: str, path: str, started: datetime
+        self,
+        con: duckdb.DuckDBPyConnection,
+        ingest_id: str,
+        path: str,
+        started: datetime,
+        *,
+        after_chunk: Callable[[], None] | None = None,
     ) -> None:
         self.con, self.ingest_id, self.path, self.started = con, ingest_id, path, started
+        self.after_chunk = after_chunk
         self.in_transaction = False
         self.pending = False  # a chunk was committed
         self.read = self.quarantined = 0
         create_stage_tables(con)
         con.execute("CREATE OR REPLACE TEMP TABLE fk_touched (trace_id VARCHAR)")
         con.execute(create_table_sql("fk_run_meta", STAGE_TABLES["stage_traces"], temp=True))
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE fk_run_ids AS "
+            "SELECT * FROM fk_run_ids_of('stage_spans') LIMIT 0"
+        )
 
     @property
     def counts(self) -> tuple[int, int, int]:
@@ -487,10 +544,21 @@ class _Load:
             """,
             [self.ingest_id, self.path] * 4,
         )
+        quarantined = _count(con, "stage_quarantine") + _count(con, "stage_rejects")
+        for stage in ("stage_spans", "stage_labels", "stage_traces"):
+            con.execute(
+                f"DELETE FROM {stage} WHERE rowid IN (SELECT rid FROM stage_rejects WHERE tbl = ?)",
+                [stage],
+            )  # fixed names only
         for table, stage in (("spans", "stage_spans"), ("labels", "stage_labels")):
-            self._insert_good(table, stage, TABLES[table])
-        # run metadata waits for the end, where the runs are rebuilt (in file order)
+            cols = ", ".join(f'"{c}"' for c in names(TABLES[table]) if c != "ingest_id")
+            con.execute(
+                f"INSERT INTO {table} ({cols}, ingest_id) SELECT {cols}, ? FROM {stage}",
+                [self.ingest_id],
+            )  # fixed names only
+        # run metadata and ids wait for the end, where the runs are rebuilt (in file order)
         con.execute("INSERT INTO fk_run_meta SELECT * FROM stage_traces")
+        con.execute("INSERT INTO fk_run_ids SELECT * FROM fk_run_ids_of('stage_spans')")
         con.execute(
             """
             INSERT INTO fk_touched SELECT DISTINCT trace_id FROM (
@@ -498,7 +566,6 @@ class _Load:
                 UNION ALL SELECT trace_id FROM stage_traces)
             """
         )
-        quarantined = _count(con, "stage_quarantine") + _count(con, "stage_rejects")
         if commit:
             con.execute("COMMIT")
             self.in_transaction = False
@@ -507,23 +574,17 @@ class _Load:
         self.quarantined += quarantined
         # after the commit, so that DuckDB frees the emptied rows now
         create_stage_tables(con)
-
-    def _insert_good(self, table: str, stage: str, columns: tuple[Column, ...]) -> None:
-        cols = ", ".join(f'"{c}"' for c in names(columns) if c != "ingest_id")
-        self.con.execute(
-            f"""
-            INSERT INTO {table} ({cols}, ingest_id)
-            SELECT {cols}, ? FROM {stage}
-            WHERE rowid NOT IN (SELECT rid FROM stage_rejects WHERE tbl = ?)
-            """,
-            [self.ingest_id, stage],
-        )  # fixed table and column names only
+        if commit and self.after_chunk is not None:
+            self.after_chunk()
 
     def finish(self) -> None:
         """Flush what is left and rebuild the ``traces`` rows of the runs the load touched,
         in the final transaction (left open for the caller to commit)."""
         con = self.con
-        self.flush(commit=False)
+        self.flush(commit=self.pending)  # a chunk of its own when there were others
+        if not self.in_transaction:
+            con.execute("BEGIN TRANSACTION")
+            self.in_transaction = True
         con.execute("INSERT INTO stage_traces SELECT * FROM fk_run_meta ORDER BY rowid")
         con.execute(
             """
@@ -634,4 +695,6 @@ def connect(
         raise FailkitError(f"cannot open {target} with {settings}: {exc}") from exc
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
-    return TraceStore(con, None if path is None else target, read_only=read_only)
+    return TraceStore(
+        con, None if path is None else target, read_only=read_only, memory_limit=memory_limit
+    )

@@ -1,9 +1,9 @@
 """Memory (issues 2 and 8): loads committed in chunks, DuckDB's memory limit.
 
 An adapter that stages a big file block by block calls ``Staging.flush`` between blocks; the
-store then validates and inserts what is staged inside the load's one transaction. The
-result must be the same as one big chunk: duplicates across chunks quarantined, run
-metadata and labels from any chunk applied, all or nothing on failure.
+store then validates, inserts and commits what is staged as a chunk of the load. The result
+must be the same as one big chunk: duplicates across chunks quarantined, run metadata and
+labels from any chunk applied, all or nothing on failure (more in ``test_load_chunks.py``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 An adapter turns one file into rows of the normalized schema. It writes them into the
 load's staging tables (``stage_spans``, ``stage_traces``, ``stage_labels``,
 ``stage_quarantine``) through a :class:`Staging`; the store validates the staged rows,
-moves the bad ones to ``quarantine`` and commits the rest in one transaction.
+moves the bad ones to ``quarantine`` and commits the rest: in chunks for a big file (see
+:meth:`Staging.flush`), and still whole or not at all.
 
 Big formats fill the staging tables with DuckDB SQL (``stage.con`` and the table names);
 small, deeply nested ones build Python dicts and call :meth:`Staging.append`, which goes
@@ -135,15 +136,17 @@ class Staging:
     _link_dir: str | None = field(default=None, repr=False)
 
     def flush(self) -> None:
-        """Hand what is staged so far to the store, which commits it with the rest.
+        """Hand what is staged so far to the store, which may commit it as a chunk.
 
-        An adapter that stages a big file block by block calls this between blocks. The
-        store validates and inserts the rows once enough are staged, inside the load's
-        transaction (still all or nothing), and empties the staging tables. (Measured: this
-        does not yet lower peak memory, as DuckDB keeps emptied staging rows until commit.)
-        The transaction is open from the first flush that moves rows: an adapter that tries a
-        statement that may fail and then falls back (as the native fast path does) must do so
-        before flushing.
+        An adapter that stages a big file block by block calls this between blocks. Once
+        enough rows are staged (``failkit.store.FLUSH_ROWS``), the store validates them,
+        inserts the good ones and quarantines the rest in a transaction of their own, then
+        empties the staging tables, so that memory stays flat however big the file. The file
+        still lands whole or not at all as users see it: the store marks the load pending
+        until its final transaction, deletes its chunks if it fails, and the next writable
+        ``connect`` deletes them if the process died. Rows already flushed are committed: an
+        adapter that tries a statement that may fail and then falls back (as the native fast
+        path does) must do so before flushing.
         """
         if self.on_flush is not None:
             self.on_flush()

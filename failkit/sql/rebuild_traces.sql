@@ -1,13 +1,20 @@
 -- Recompute the traces rows of the runs in temp table `affected(trace_id)` from spans,
 -- keeping run metadata already known and taking new metadata from stage_traces.
+-- Ids from span attributes come from temp table fk_run_ids (macro fk_run_ids_of of
+-- run_ids.sql), which the store fills from the spans of each chunk it loads; otherwise they
+-- are read here from the runs' spans. Only the spans that are new can add an id: an older
+-- span's id is already in old_traces, which takes precedence.
+CREATE TEMP TABLE IF NOT EXISTS fk_run_ids AS
+SELECT * FROM fk_run_ids_of('spans') WHERE trace_id IN (SELECT trace_id FROM affected);
+
 CREATE OR REPLACE TEMP TABLE old_traces AS
 SELECT t.* FROM traces t SEMI JOIN affected a ON t.trace_id = a.trace_id;
 
 DELETE FROM traces WHERE trace_id IN (SELECT trace_id FROM affected);
 
 INSERT INTO traces
--- One streaming pass over the runs' spans for the aggregates (big columns such as input and
--- attributes are read there only), and a narrow one for the root spans.
+-- One streaming pass over the runs' spans for the aggregates (narrow columns only), and one
+-- for the root spans.
 WITH sp AS (
     SELECT s.trace_id, s.span_id, s.parent_id, s.name, s.start_time
     FROM spans s SEMI JOIN affected a ON s.trace_id = a.trace_id
@@ -30,19 +37,14 @@ agg AS (
         sum(tokens_out) FILTER (WHERE kind = 'llm') AS tokens_out,
         sum(cost_usd) FILTER (WHERE kind NOT IN ('agent', 'chain')) AS cost_usd,
         CASE WHEN bool_or(status = 'error') THEN 'error'
-             WHEN bool_or(status = 'ok') THEN 'ok' ELSE 'unset' END AS status,
-        arg_min(input, start_time) FILTER (WHERE input IS NOT NULL) AS first_input,
-        -- one parse of each span's attributes for the run-level ids
-        min(coalesce(a."session.id", a."gen_ai.conversation.id")) AS session_id,
-        min(coalesce(a."user.id", a."enduser.id")) AS user_id,
-        min(a."failkit.task_id") AS task_id
-    FROM (
-        SELECT s.*, json_transform(s.attributes, '{"session.id": "VARCHAR",
-            "gen_ai.conversation.id": "VARCHAR", "user.id": "VARCHAR", "enduser.id": "VARCHAR",
-            "failkit.task_id": "VARCHAR"}') AS a
-        FROM spans s SEMI JOIN affected af ON s.trace_id = af.trace_id
-    )
+             WHEN bool_or(status = 'ok') THEN 'ok' ELSE 'unset' END AS status
+    FROM spans s SEMI JOIN affected af ON s.trace_id = af.trace_id
     GROUP BY trace_id
+),
+ids AS (
+    SELECT trace_id, min(session_id) AS session_id, min(user_id) AS user_id,
+        min(task_id) AS task_id, arg_min(first_input_md5, first_input_at) AS first_input_md5
+    FROM fk_run_ids GROUP BY trace_id
 ),
 meta AS (
     SELECT trace_id,
@@ -73,10 +75,9 @@ SELECT
     agg.trace_id,
     coalesce(o.source, agg.source),
     coalesce(m.name, o.name, r.name),
-    coalesce(m.task_id, o.task_id, agg.task_id,
-             'fp_' || substr(md5(agg.first_input), 1, 12)),
-    coalesce(m.session_id, o.session_id, agg.session_id),
-    coalesce(m.user_id, o.user_id, agg.user_id),
+    coalesce(m.task_id, o.task_id, i.task_id, 'fp_' || substr(i.first_input_md5, 1, 12)),
+    coalesce(m.session_id, o.session_id, i.session_id),
+    coalesce(m.user_id, o.user_id, i.user_id),
     agg.start_time,
     agg.end_time,
     epoch_us(agg.end_time - agg.start_time) / 1e6,
@@ -85,6 +86,7 @@ SELECT
     coalesce(v.outcome, 'unknown')
 FROM agg
 LEFT JOIN old_traces o USING (trace_id)
+LEFT JOIN ids i USING (trace_id)
 LEFT JOIN meta m USING (trace_id)
 LEFT JOIN roots r USING (trace_id)
 LEFT JOIN verdict v USING (trace_id);
