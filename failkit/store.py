@@ -11,7 +11,8 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -395,10 +396,7 @@ class TraceStore:
                         "this process; wait for that load to end"
                     )
                 _ACTIVE.add(key)
-        load = _Load(
-            self.con, ingest_id, label, started,
-            after_chunk=None if self.path is None else self._release_cache,
-        )  # fmt: skip
+        load = _Load(self, ingest_id, label, started)
         try:
             # Staging touches only this connection's temp tables, so it runs outside the
             # transactions: an adapter may try a fast read and fall back after an error.
@@ -433,21 +431,31 @@ class TraceStore:
         caches, so that a big load's memory stays flat.
 
         DuckDB keeps every block it wrote or read until it nears its ``memory_limit`` (80 % of
-        the RAM by default); lowering the limit for a moment is how it is told to let them
-        go. The limit is then set back as :func:`connect` set it. A limit changed since with
-        ``SET`` is left alone (DuckDB evicts by itself as it nears that one).
+        the RAM by default); lowering the limit for a moment is how it is told to let them go.
         """
-        con = self.con
         try:
-            con.execute("CHECKPOINT")
+            self.con.execute("CHECKPOINT")
         except duckdb.Error:  # another connection's transaction holds on: skip this time
             return
+        with self._lowered_memory_limit(_CACHE_AFTER_CHUNK):
+            pass
+
+    @contextmanager
+    def _lowered_memory_limit(self, limit: str) -> Iterator[bool]:
+        """DuckDB's ``memory_limit`` at ``limit`` for a while (yields True), then set back as
+        :func:`connect` set it. Yields False, changing nothing, when the limit was changed
+        since with ``SET`` or DuckDB cannot free enough memory to go down to ``limit``."""
+        con = self.con
         if _scalar(con, _LIMIT) != self._limit:
+            yield False
             return
         try:
-            con.execute("SET memory_limit = ?", [_CACHE_AFTER_CHUNK])
-        except duckdb.Error:  # another connection's query holds the memory: skip
-            pass
+            con.execute("SET memory_limit = ?", [limit])
+            lowered = True
+        except duckdb.Error:  # another connection's query holds the memory
+            lowered = False
+        try:
+            yield lowered
         finally:
             if self.memory_limit is None:
                 con.execute("RESET memory_limit")
@@ -460,6 +468,8 @@ FLUSH_ROWS = int(os.environ.get("FAILKIT_FLUSH_ROWS", 200_000))
 (environment variable ``FAILKIT_FLUSH_ROWS``; tests lower it to make many chunks)."""
 _CACHE_AFTER_CHUNK = "256MB"
 """What DuckDB may keep cached between two chunks of a load."""
+_REBUILD_MEMORY = "1GB"
+"""DuckDB's memory for rebuilding the runs of a chunked load (it spills past that)."""
 _LOAD_TABLES = (
     "fk_touched",
     "fk_run_meta",
@@ -473,24 +483,17 @@ _LOAD_TABLES = (
 class _Load:
     """The commit side of one load.
 
-    Staged rows are validated and inserted chunk by chunk, each chunk in its own transaction;
-    the first one also records the load in ``loads_pending``. The last chunk, the rebuild of
-    the runs the load touched, the ``ingests`` row and the removal of the pending mark share
-    one final transaction. A load that fails deletes its chunks (:meth:`abort`); one whose
-    process died is deleted by the next writable connect.
+    A load staged in one go is one transaction. A big one is validated, inserted and
+    committed chunk by chunk (:meth:`flush`), the first chunk recording the load in
+    ``loads_pending``; a final transaction rebuilds the runs it touched, adds its ``ingests``
+    row and removes the pending mark. A load that fails deletes its chunks (:meth:`abort`);
+    one whose process died is deleted by the next writable connect.
     """
 
-    def __init__(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        ingest_id: str,
-        path: str,
-        started: datetime,
-        *,
-        after_chunk: Callable[[], None] | None = None,
-    ) -> None:
-        self.con, self.ingest_id, self.path, self.started = con, ingest_id, path, started
-        self.after_chunk = after_chunk
+    def __init__(self, store: TraceStore, ingest_id: str, path: str, started: datetime) -> None:
+        self.store, self.con = store, store.con
+        self.ingest_id, self.path, self.started = ingest_id, path, started
+        con = self.con
         self.in_transaction = False
         self.pending = False  # a chunk was committed
         self.read = self.quarantined = 0
@@ -574,14 +577,33 @@ class _Load:
         self.quarantined += quarantined
         # after the commit, so that DuckDB frees the emptied rows now
         create_stage_tables(con)
-        if commit and self.after_chunk is not None:
-            self.after_chunk()
+        if commit and self.store.path is not None:
+            self.store._release_cache()
 
     def finish(self) -> None:
         """Flush what is left and rebuild the ``traces`` rows of the runs the load touched,
-        in the final transaction (left open for the caller to commit)."""
-        con = self.con
+        in the final transaction (left open for the caller to commit).
+
+        After chunks, that transaction holds the rebuild only, done with DuckDB's memory
+        bounded (it spills to disk) unless :func:`connect` set a limit; without the bound if
+        that is not enough memory.
+        """
         self.flush(commit=self.pending)  # a chunk of its own when there were others
+        store = self.store
+        if self.pending and store.path is not None and store.memory_limit is None:
+            with store._lowered_memory_limit(_REBUILD_MEMORY) as lowered:
+                if lowered:
+                    try:
+                        self._rebuild()
+                        return
+                    except duckdb.OutOfMemoryException:
+                        self.con.execute("ROLLBACK")
+                        self.in_transaction = False
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Rebuild the runs the load touched, in the (final) transaction."""
+        con = self.con
         if not self.in_transaction:
             con.execute("BEGIN TRANSACTION")
             self.in_transaction = True

@@ -84,6 +84,32 @@ def test_chunked_load_of_a_file_equals_one_chunk(
         assert_same_tables(chunked, load_in_one_chunk(otlp_file, monkeypatch))
 
 
+@pytest.mark.parametrize("bound", ["1MB", "64MB"])
+def test_runs_of_a_chunked_load_are_rebuilt_in_bounded_memory_or_without_bound(
+    otlp_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    small_chunks: None,
+    bound: str,
+) -> None:
+    """After chunks, the runs are rebuilt with DuckDB's memory bounded; when that bound is too
+    small for the rebuild (1 MB), it is done again without it. The result is the same."""
+    monkeypatch.setattr(store_module, "_REBUILD_MEMORY", bound)
+    limits: list[str] = []
+    rebuild = store_module._Load._rebuild
+
+    def spied(self: store_module._Load) -> None:
+        limits.append(self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+        rebuild(self)
+
+    monkeypatch.setattr(store_module._Load, "_rebuild", spied)
+    with fk.connect(tmp_path / "t.duckdb") as store:
+        default = store.sql("SELECT current_setting('memory_limit') AS m")["m"].iloc[0]
+        store.ingest(otlp_file, progress=False)
+        assert limits == (["976.5 KiB", default] if bound == "1MB" else ["61.0 MiB"])
+        assert_same_tables(store, load_in_one_chunk(otlp_file, monkeypatch))
+
+
 def rebuilt_from_spans(store: fk.TraceStore) -> pd.DataFrame:
     """The store's runs rebuilt from all their spans at once (as the Spark ingest does)."""
     fresh = fk.connect()
