@@ -548,25 +548,27 @@ class _Load:
             [self.ingest_id, self.path] * 4,
         )
         quarantined = _count(con, "stage_quarantine") + _count(con, "stage_rejects")
+        # The good rows, as views: deleting the rejects instead halves the insert's speed.
         for stage in ("stage_spans", "stage_labels", "stage_traces"):
             con.execute(
-                f"DELETE FROM {stage} WHERE rowid IN (SELECT rid FROM stage_rejects WHERE tbl = ?)",
-                [stage],
+                f"CREATE OR REPLACE TEMP VIEW fk_good_{stage} AS SELECT * FROM {stage} "
+                f"WHERE rowid NOT IN (SELECT rid FROM stage_rejects WHERE tbl = '{stage}')"
             )  # fixed names only
         for table, stage in (("spans", "stage_spans"), ("labels", "stage_labels")):
             cols = ", ".join(f'"{c}"' for c in names(TABLES[table]) if c != "ingest_id")
             con.execute(
-                f"INSERT INTO {table} ({cols}, ingest_id) SELECT {cols}, ? FROM {stage}",
+                f"INSERT INTO {table} ({cols}, ingest_id) SELECT {cols}, ? FROM fk_good_{stage}",
                 [self.ingest_id],
             )  # fixed names only
         # run metadata and ids wait for the end, where the runs are rebuilt (in file order)
-        con.execute("INSERT INTO fk_run_meta SELECT * FROM stage_traces")
-        con.execute("INSERT INTO fk_run_ids SELECT * FROM fk_run_ids_of('stage_spans')")
+        con.execute("INSERT INTO fk_run_meta SELECT * FROM fk_good_stage_traces")
+        con.execute("INSERT INTO fk_run_ids SELECT * FROM fk_run_ids_of('fk_good_stage_spans')")
         con.execute(
             """
             INSERT INTO fk_touched SELECT DISTINCT trace_id FROM (
-                SELECT trace_id FROM stage_spans UNION ALL SELECT trace_id FROM stage_labels
-                UNION ALL SELECT trace_id FROM stage_traces)
+                SELECT trace_id FROM fk_good_stage_spans
+                UNION ALL SELECT trace_id FROM fk_good_stage_labels
+                UNION ALL SELECT trace_id FROM fk_good_stage_traces)
             """
         )
         if commit:
@@ -632,7 +634,9 @@ class _Load:
             pass
 
     def drop_tables(self) -> None:
-        """Drop the load's temp tables."""
+        """Drop the load's temp tables and views."""
+        for table in STAGE_TABLES:
+            self.con.execute(f"DROP VIEW IF EXISTS temp.fk_good_{table}")
         for table in (*STAGE_TABLES, *_LOAD_TABLES):
             self.con.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
