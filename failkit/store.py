@@ -60,12 +60,10 @@ def _sql(name: str) -> str:
     return resources.files("failkit.sql").joinpath(name).read_text()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def file_sha256(path: PathArg) -> str:
+    """Hex sha256 of a file's bytes (as stored: gzip not undone), the key of a load."""
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def expand_paths(paths: PathArg | Iterable[PathArg]) -> list[Path]:
@@ -367,7 +365,7 @@ class TraceStore:
             finally:
                 stage.cleanup()
 
-        return self._commit(str(path), _sha256(path), adapter.name, fill, path=path)
+        return self._commit(str(path), file_sha256(path), adapter.name, fill, path=path)
 
     def _commit(
         self,

@@ -30,7 +30,6 @@ spelling the key or value with escapes is loaded, but its metadata is not used).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -59,7 +58,7 @@ from failkit.spark.frames import (
     to_ipc,
     to_pandas,
 )
-from failkit.store import PathArg, connect, expand_paths
+from failkit.store import PathArg, connect, expand_paths, file_sha256
 
 SPLIT_BYTES = 128 << 20
 """Default size above which a JSON-lines file is loaded in ranges of about this size."""
@@ -150,14 +149,6 @@ def _range_tables(
             yield _payloads(index, part, "meta", _run_records(records))
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _load_work(parts: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Each work item of the partition: a whole file, a range of one, or a file's hash."""
     table = from_batches(parts)
@@ -166,7 +157,7 @@ def _load_work(parts: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     for item in table.to_pylist():
         index, part, path, fmt = item["file_index"], item["part"], item["path"], item["fmt"]
         if part == _HASH:
-            yield _payloads(index, part, "sha", pa.table({"sha256": [_sha256(path)]}))
+            yield _payloads(index, part, "sha", pa.table({"sha256": [file_sha256(path)]}))
         elif part == _WHOLE:
             yield from _tables(index, part, path, fmt)
         else:
