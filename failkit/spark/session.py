@@ -57,7 +57,8 @@ def local_session(
         shuffle_partitions: ``spark.sql.shuffle.partitions`` (a few per core).
         driver_memory: ``spark.driver.memory`` (the driver is the executor in local mode).
         max_result_size: ``spark.driver.maxResultSize``, the most a collect may bring back
-            (:meth:`SparkBackend.design` collects every step).
+            (failkit's own analyses bring back aggregates only; :meth:`SparkBackend.collect_steps`
+            brings back every step).
 
     Raises:
         FailkitError: PySpark or Java is missing.
