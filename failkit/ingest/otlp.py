@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -122,13 +122,13 @@ class OtlpAdapter:
         values = _Values(con)
         if encoding == "jsonl":
             with stage.open() as f, _load_settings(con):
-                for first_line, data, requests in _parsed_blocks(f):
-                    if requests is None:
+                for first_line, data, flat in _flat_blocks(f):
+                    if flat is None:
                         values.use("json")
                         _stage_lines(con, _split_lines(data, first_line))
                     else:
                         values.use("arrow")
-                        _stage_requests(con, requests)
+                        _stage_flat(con, flat)
                     stage.flush()  # the store commits big stagings in chunks
         else:
             with stage.open() as f:
@@ -199,51 +199,70 @@ def _stage_lines(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
         con.unregister(_LINES)
 
 
-def _stage_requests(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> None:
-    """Stage a table of requests ``(line_no, line)`` parsed by pyarrow (no bad lines)."""
-    con.register(_FLAT, flat_spans(con, requests))
+def _stage_flat(con: duckdb.DuckDBPyConnection, flat: pa.Table) -> None:
+    """Stage the rows of ``fk_otlp_flat`` of :func:`flat_block` (no bad lines)."""
+    con.register(_FLAT, flat)
     try:
         con.execute(_sql("otlp_spans.sql"))
     finally:
         con.unregister(_FLAT)
 
 
-def _parsed_blocks(f: IO[bytes]) -> Iterator[tuple[int, bytes, pa.Table | None]]:
-    """:func:`line_blocks` with pyarrow's parse of each block, or None where it refuses.
+def _flat_blocks(f: IO[bytes]) -> Iterator[tuple[int, bytearray, pa.Table | None]]:
+    """:func:`line_blocks` with each block parsed by pyarrow and unnested into the rows of
+    ``fk_otlp_flat`` (:func:`flat_block`), or None where pyarrow refuses the block.
 
-    The next block is read and parsed in a thread while the caller stages the current one, so
-    that parsing overlaps with DuckDB's mapping.
+    A thread reads and prepares the next block, with a DuckDB connection of its own, while the
+    caller stages the current one, so that both cores stay busy.
     """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: tuple[int, bytes, Future[pa.Table | None]] | None = None
-        for first_line, data in line_blocks(f, BLOCK_BYTES):
-            parsed = pool.submit(parse_requests, data, first_line)
-            if pending is not None:
-                yield pending[0], pending[1], pending[2].result()
-            pending = (first_line, data, parsed)
-        if pending is not None:
-            yield pending[0], pending[1], pending[2].result()
+    blocks = line_blocks(f, BLOCK_BYTES)
+    con = duckdb.connect()
+    _Values(con).use("arrow")
+
+    def prepare() -> tuple[int, bytearray, pa.Table | None] | None:
+        block = next(blocks, None)
+        return None if block is None else (*block, flat_block(con, block[1], block[0]))
+
+    with con, ThreadPoolExecutor(max_workers=1) as pool:
+        ready = pool.submit(prepare)
+        while (prepared := ready.result()) is not None:
+            ready = pool.submit(prepare)
+            yield prepared
 
 
-def line_blocks(f: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
-    """The bytes of a stream in blocks of about ``block_bytes`` of whole lines.
+def flat_block(con: duckdb.DuckDBPyConnection, data: bytes, first_line: int) -> pa.Table | None:
+    """The rows of ``fk_otlp_flat`` for a block of request lines parsed by pyarrow, or None
+    where pyarrow refuses it. ``con`` has the macros of ``_Values.use("arrow")``."""
+    requests = parse_requests(data, first_line)
+    return None if requests is None else flat_spans(con, requests)
+
+
+def line_blocks(f: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, bytearray]]:
+    """The bytes of a stream in blocks of about ``block_bytes`` of whole lines, each read
+    straight into its own buffer (a line longer than a block makes its block longer).
 
     Yields ``(number of the block's first line, bytes)``.
     """
-    first_line = 1
-    pending: list[bytes] = []
+    first_line, carry = 1, b""
     while True:
-        chunk = f.read(block_bytes)
-        end = chunk.rfind(b"\n") + 1 if chunk else 0
-        if chunk and not end:
-            pending.append(chunk)
+        size = len(carry) + block_bytes
+        data = bytearray(size)
+        data[: len(carry)] = carry
+        filled = len(carry)
+        with memoryview(data) as view:
+            while filled < size and (n := f.readinto(view[filled:])):
+                filled += n
+        eof = filled < size
+        end = filled if eof else data.rfind(b"\n", 0, filled) + 1
+        if not end:  # no whole line yet: read on into a bigger buffer
+            carry = bytes(data)
             continue
-        data = b"".join([*pending, chunk[:end]]) if chunk else b"".join(pending)
-        pending = [chunk[end:]] if chunk else []
+        carry = bytes(data[end:filled])
+        del data[end:]
         if data:
             yield first_line, data
             first_line += data.count(b"\n") + (not data.endswith(b"\n"))
-        if not chunk:
+        if eof:
             return
 
 

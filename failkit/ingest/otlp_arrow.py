@@ -85,7 +85,6 @@ REQUEST_SCHEMA = pa.schema(
 )
 """The fields of an ExportTraceServiceRequest line the mapping reads (others are skipped)."""
 
-_SHORTEST_REQUEST = len(b'{"resourceSpans":[]}')
 _PARSE = pj.ParseOptions(explicit_schema=REQUEST_SCHEMA, unexpected_field_behavior="ignore")
 _MIN_PARSE_BLOCK = 1 << 20
 
@@ -96,15 +95,11 @@ def parse_requests(data: bytes, first_line: int) -> pa.Table | None:
     None when pyarrow refuses the block or it holds a blank line or a line that is not exactly
     one request with a ``resourceSpans`` list: the caller then reads it the careful way.
     """
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-    if not data.endswith(b"\n"):
-        ends = np.append(ends, len(data))
-    lengths = np.diff(ends, prepend=-1) - 1
-    if not len(ends) or lengths.min() < _SHORTEST_REQUEST:
-        return None
-    try:  # pyarrow does not check UTF-8
-        data.decode("utf-8")
-    except UnicodeDecodeError:
+    text = np.frombuffer(data, dtype=np.uint8)
+    starts = np.flatnonzero(text[:-1] == 10) + 1  # of every line but the first
+    lines = len(starts) + 1
+    # every line starts a request: no blank lines, so that rows and lines pair up
+    if text[0] != ord("{") or not (text[starts] == ord("{")).all() or not _is_utf8(data):
         return None
     # several blocks per thread, each holding many lines
     block = max(_MIN_PARSE_BLOCK, len(data) // (2 * (os.cpu_count() or 1)) + 1)
@@ -114,13 +109,24 @@ def parse_requests(data: bytes, first_line: int) -> pa.Table | None:
     except pa.ArrowInvalid:
         return None
     requests = table.column("resourceSpans")
-    if table.num_rows != len(ends) or requests.null_count:
+    if table.num_rows != lines or requests.null_count:
         return None
-    lines = table.to_struct_array()
-    numbers = pa.array(np.arange(first_line, first_line + len(ends), dtype=np.int64))
-    offsets = np.cumsum([0, *(len(c) for c in lines.chunks)])
+    parsed = table.to_struct_array()
+    numbers = pa.array(np.arange(first_line, first_line + lines, dtype=np.int64))
+    offsets = np.cumsum([0, *(len(c) for c in parsed.chunks)])
     line_no = pa.chunked_array([numbers[a:b] for a, b in itertools.pairwise(offsets)], pa.int64())
-    return pa.Table.from_arrays([line_no, lines], names=["line_no", "line"])
+    return pa.Table.from_arrays([line_no, parsed], names=["line_no", "line"])
+
+
+def _is_utf8(data: bytes) -> bool:
+    """True when the bytes are valid UTF-8 (which pyarrow's JSON reader does not check)."""
+    offsets = pa.py_buffer(np.array([0, len(data)], np.int64))
+    text = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        text.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 MAPPED_KEYS = (
@@ -183,21 +189,16 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
     span_pairs = pairs.slice(0, len(items))
     res_pairs = pairs.slice(len(items), len(res_items))
     event_pairs = pairs.slice(len(items) + len(res_items))
-    # the fast pairs of each span before its slow ones, as fk_otlp_inner orders them
-    order = _fast_first(item_span, span_pairs)
-    span_object = _join(span_pairs.column("pair").take(order), item_span[order], n)
-    typed = _first_per_span(
-        span_pairs.column("text").take(order), want.take(order), item_span[order], n
-    )
     # each scope's resource.* and otel.scope.* pairs, each event's object
     order = _fast_first(item_res, res_pairs)
-    res_object = _join(res_pairs.column("pair").take(order), item_res[order], len(res))
+    res_object = _join([(res_pairs.column("pair"), item_res[order], order)], len(res))
     context = _query(
         con,
         "SELECT fk_otlp_scope_context(pairs, scope) FROM fk_otlp_scopes",
         "fk_otlp_scopes",
         pa.table({"pairs": res_object.take(scope_res), "scope": pc.struct_field(scopes, "scope")}),
     ).column(0)
+    everyone = np.arange(n)
     event_objects = _query(
         con,
         "SELECT fk_otlp_event(name, time, pairs) FROM fk_otlp_events",
@@ -206,19 +207,35 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
             {
                 "name": pc.struct_field(events, "name"),
                 "time": pc.struct_field(events, "timeUnixNano"),
-                "pairs": _join(event_pairs.column("pair"), item_event, len(events)),
+                "pairs": _join([(event_pairs.column("pair"), item_event, None)], len(events)),
             }
         ),
     ).column(0)
-    inner = pc.binary_join_element_wise(
-        span_object, context.take(span_scope), ",", null_handling="skip"
+    # each span's object: its pairs, the fast ones first as fk_otlp_inner orders them, those
+    # of its resource and scope, and otel.span.kind
+    kinds = pc.struct_field(spans, "kind")
+    kind_values = pc.unique(kinds)
+    kind_pairs = _query(
+        con, "SELECT fk_otlp_kind_pair(kind) FROM fk_otlp_kinds", "fk_otlp_kinds",
+        pa.table({"kind": kind_values}),
+    ).column(0)  # fmt: skip
+    order = _fast_first(item_span, span_pairs)
+    inner = _join(
+        [
+            (span_pairs.column("pair"), item_span[order], order),
+            (context, everyone, span_scope),
+            (kind_pairs, everyone, pc.index_in(kinds, kind_values).to_numpy()),
+        ],
+        n,
     )
+    typed = _first_per_span(span_pairs.column("text"), want, item_span, order, n)
     span = pa.StructArray.from_arrays(
         [pc.struct_field(spans, name) for name in _SPAN_FIELDS],
         names=_SPAN_FIELDS,
         mask=spans.is_null(),
     )
     oi = typed.field(_OI_KIND).is_valid()
+    span_events = _join([(event_objects, event_span, None)], n)
     flat = pa.table(
         {
             "line_no": requests.column("line_no")
@@ -228,12 +245,14 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
             "c": c[span_scope],
             "k": k,
             "s": span,
-            "inner_pairs": pc.if_else(pc.equal(inner, ""), pa.scalar(None, pa.string()), inner),
+            "attributes": _json(
+                pc.binary_join_element_wise(
+                    "{", inner, "}", "", null_handling="replace", null_replacement=""
+                )
+            ),
             "a": typed,
             "oi_kvs": pc.if_else(oi, kvs, pa.scalar(None, kvs.type)),
-            "events": pc.binary_join_element_wise(
-                "[", _join(event_objects, event_span, n), "]", ""
-            ),
+            "events": _json(pc.binary_join_element_wise("[", span_events, "]", "")),
         }
     )
     return _batched(flat)
@@ -264,8 +283,8 @@ def _nested_json(con: duckdb.DuckDBPyConnection, values: pa.Array) -> pa.Array:
             }
         ),
     ).column(0)
-    arrays = _join(texts.slice(0, len(elements)), element_of, len(nested))
-    kvlists = _join(texts.slice(len(elements)), entry_of, len(nested))
+    arrays = _join([(texts.slice(0, len(elements)), element_of, None)], len(nested))
+    kvlists = _join([(texts.slice(len(elements)), entry_of, None)], len(nested))
     text = pc.if_else(
         array.is_valid(),
         pc.binary_join_element_wise("[", pc.fill_null(arrays, ""), "]", ""),
@@ -279,7 +298,15 @@ def _nested_json(con: duckdb.DuckDBPyConnection, values: pa.Array) -> pa.Array:
 def _fast_first(owner: np.ndarray, pairs: pa.Table) -> np.ndarray:
     """The order of KeyValues that puts each owner's fast pairs before its slow ones, as
     fk_otlp_inner does (owners stay in order)."""
-    return np.argsort(owner * 2 + pairs.column("slow").to_numpy(), kind="stable")
+    slow = pairs.column("slow").to_numpy()
+    if not slow.any():
+        return np.arange(len(owner))
+    return np.argsort(owner * 2 + slow, kind="stable")
+
+
+def _json(text: pa.Array) -> pa.Array:
+    """Text failkit built as JSON, typed so that DuckDB reads it as JSON without parsing it."""
+    return pa.ExtensionArray.from_storage(pa.json_(), text)
 
 
 def _batched(table: pa.Table) -> pa.Table:
@@ -305,22 +332,49 @@ def _query(con: duckdb.DuckDBPyConnection, sql: str, name: str, table: pa.Table)
         con.unregister(name)
 
 
-def _join(pairs: pa.ChunkedArray, owner: np.ndarray, n: int) -> pa.Array:
-    """The non-null texts of each of ``n`` owners joined with commas (owners in order); NULL
-    for an owner without any."""
-    valid = pairs.is_valid().to_numpy(zero_copy_only=False)
-    values = pairs.filter(valid).combine_chunks() if not valid.all() else pairs.combine_chunks()
-    counts = np.bincount(owner[valid], minlength=n)
-    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), pa.int32())
-    lists = pa.ListArray.from_arrays(offsets, values, mask=pa.array(counts == 0))
+_Part = tuple[pa.Array | pa.ChunkedArray, np.ndarray, np.ndarray | None]
+
+
+def _join(parts: list[_Part], n: int) -> pa.Array:
+    """For each of ``n`` owners, the non-null texts its parts give it, joined with commas:
+    part after part, in order within a part; NULL for an owner without any.
+
+    A part ``(texts, owner, at)`` gives ``texts[at[j]]`` to ``owner[j]`` (owners in order;
+    ``at`` None: each text in turn). The texts are copied once into their joined places.
+    """
+    sources, owners, picks = [], [], []
+    base = 0
+    for texts, owner, pick in parts:
+        array = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+        at = np.arange(len(array)) if pick is None else pick
+        valid = array.is_valid().to_numpy(zero_copy_only=False)[at]
+        sources.append(array)
+        owners.append(owner[valid])
+        picks.append(at[valid] + base)
+        base += len(array)
+    counts = [np.bincount(owner, minlength=n) for owner in owners]
+    total = np.sum(counts, axis=0)
+    offsets = np.concatenate([[0], np.cumsum(total)])
+    indices = np.empty(offsets[-1], dtype=np.int64)
+    start = offsets[:-1].copy()
+    for owner, pick, count in zip(owners, picks, counts, strict=True):
+        first = np.cumsum(count) - count  # each owner's first entry in this part
+        indices[start[owner] + np.arange(len(owner)) - first[owner]] = pick
+        start += count
+    values = pa.concat_arrays(sources).take(indices)
+    lists = pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()), values, mask=pa.array(total == 0)
+    )
     return pc.binary_join(lists, ",")
 
 
 def _first_per_span(
-    text: pa.ChunkedArray, key_ix: pa.Array, span: np.ndarray, n: int
+    text: pa.ChunkedArray, key_ix: pa.Array, span: np.ndarray, order: np.ndarray, n: int
 ) -> pa.StructArray:
-    """The struct of :data:`MAPPED_KEYS`: each key's first text in each of ``n`` spans."""
-    rows = np.flatnonzero(key_ix.is_valid().to_numpy(zero_copy_only=False))
+    """The struct of :data:`MAPPED_KEYS`: each key's first text in each of ``n`` spans, the
+    KeyValues taken in ``order``."""
+    valid = key_ix.is_valid().to_numpy(zero_copy_only=False)
+    rows = order[valid[order]]
     keys = pc.fill_null(key_ix, 0).to_numpy()[rows]
     text = text.combine_chunks()
     columns = [pa.nulls(n, _TEXT)] * len(MAPPED_KEYS)

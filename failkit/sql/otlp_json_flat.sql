@@ -26,10 +26,10 @@ flat AS (
 ),
 objs AS (
     SELECT line_no, r, c, k, s,
-        nullif(concat_ws(',', fk_otlp_object(s.attributes, ''), context), '') AS inner_pairs
+        '{' || concat_ws(',', fk_otlp_object(s.attributes, ''), context,
+                         fk_otlp_kind_pair(s.kind)) || '}' AS attributes
     FROM flat
 )
-SELECT line_no, r, c, k, s, inner_pairs,
-    fk_otlp_typed('{' || coalesce(inner_pairs, '') || '}') AS a, s.attributes AS oi_kvs,
-    fk_otlp_events(s.events) AS events
+SELECT line_no, r, c, k, s, attributes, fk_otlp_typed(attributes) AS a,
+    s.attributes AS oi_kvs, fk_otlp_events(s.events) AS events
 FROM objs;

@@ -41,6 +41,16 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_inner(items) AS nullif(array_to_string(list
 CREATE OR REPLACE TEMP MACRO fk_otlp_object(kvs, prefix) AS
     fk_otlp_inner(fk_otlp_items(kvs, prefix));
 
+-- The "otel.span.kind":name pair of an OTLP span kind (3 or "SPAN_KIND_CLIENT"); NULL for
+-- an unset or unknown kind.
+CREATE OR REPLACE TEMP MACRO fk_otlp_kind_pair(kind) AS '"otel.span.kind":' || to_json(
+    CASE upper(kind::VARCHAR)
+        WHEN '1' THEN 'internal' WHEN 'SPAN_KIND_INTERNAL' THEN 'internal'
+        WHEN '2' THEN 'server' WHEN 'SPAN_KIND_SERVER' THEN 'server'
+        WHEN '3' THEN 'client' WHEN 'SPAN_KIND_CLIENT' THEN 'client'
+        WHEN '4' THEN 'producer' WHEN 'SPAN_KIND_PRODUCER' THEN 'producer'
+        WHEN '5' THEN 'consumer' WHEN 'SPAN_KIND_CONSUMER' THEN 'consumer' END);
+
 -- The resource.* and otel.scope.* "key":value texts a span of this resource and scope gets,
 -- given the inside of the resource's object with the resource.* keys (or NULL); NULL if none.
 CREATE OR REPLACE TEMP MACRO fk_otlp_scope_context(resource_pairs, scope) AS nullif(concat_ws(

@@ -1,7 +1,7 @@
 -- Stage the spans of fk_otlp_flat, one row per span: line_no, r, c, k (its request line,
 -- resource, scope and place in the scope), s (the span: ids, name, kind, times, status,
--- events), inner_pairs (its attributes and those of its resource and scope as the "key":value
--- texts of one flat JSON object, without the braces), a (the attributes the mapping reads, as
+-- events), attributes (its attributes, those of its resource and scope, and otel.span.kind, as
+-- one flat JSON object), a (the attributes the mapping reads, as
 -- text: a struct of failkit.ingest.otlp_arrow.MAPPED_KEYS), oi_kvs (its KeyValue list, at
 -- least where it has openinference.span.kind) and events (as fk_otlp_events gives them).
 -- otlp_json_flat.sql defines it for requests parsed by DuckDB, failkit/ingest/otlp_arrow.py
@@ -10,16 +10,7 @@
 
 INSERT INTO stage_spans
 WITH objs AS (
-    -- all attributes as one flat JSON object
     SELECT *,
-        '{' || concat_ws(',', inner_pairs,
-            '"otel.span.kind":' || to_json(CASE upper(s.kind::VARCHAR)
-                WHEN '1' THEN 'internal' WHEN 'SPAN_KIND_INTERNAL' THEN 'internal'
-                WHEN '2' THEN 'server' WHEN 'SPAN_KIND_SERVER' THEN 'server'
-                WHEN '3' THEN 'client' WHEN 'SPAN_KIND_CLIENT' THEN 'client'
-                WHEN '4' THEN 'producer' WHEN 'SPAN_KIND_PRODUCER' THEN 'producer'
-                WHEN '5' THEN 'consumer' WHEN 'SPAN_KIND_CONSUMER' THEN 'consumer' END))
-        || '}' AS attributes,
         CASE WHEN len(s.events) > 0
              THEN list_filter(s.events, lambda e: e.name = 'exception')[1].attributes END AS exc
     FROM fk_otlp_flat
