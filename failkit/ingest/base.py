@@ -151,7 +151,7 @@ class Staging:
         if self.on_flush is not None:
             self.on_flush()
 
-    def open(self) -> IO[bytes]:
+    def open(self) -> io.BufferedIOBase:
         """The file's bytes, gunzipped when it is gzip."""
         return open_bytes(self.path)
 
@@ -289,10 +289,10 @@ def is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def open_bytes(path: Path) -> IO[bytes]:
+def open_bytes(path: Path) -> io.BufferedIOBase:
     """Open a file for reading bytes, transparently gunzipping."""
     if is_gzip(path):
-        return cast(IO[bytes], gzip.open(path, "rb"))
+        return gzip.open(path, "rb")
     return open(path, "rb")
 
 
@@ -322,4 +322,4 @@ def read_json_document(stage: Staging) -> Any:
 
 def text_stream(stage: Staging) -> io.TextIOWrapper:
     """The file as UTF-8 text lines (undecodable bytes replaced)."""
-    return io.TextIOWrapper(stage.open(), encoding="utf-8", errors="replace")
+    return io.TextIOWrapper(cast(IO[bytes], stage.open()), encoding="utf-8", errors="replace")

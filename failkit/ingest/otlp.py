@@ -23,6 +23,7 @@ rest loads; spans without ids or ending before they start are quarantined by the
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import IO, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import duckdb
 import numpy as np
@@ -132,12 +133,12 @@ class OtlpAdapter:
                     stage.flush()  # the store commits big stagings in chunks
         else:
             with stage.open() as f:
-                data = f.read()
+                content = f.read()
             values.use("json")
             if encoding == "protobuf":
-                _stage_lines(con, protobuf_lines(data, stage.path))
+                _stage_lines(con, protobuf_lines(content, stage.path))
             else:
-                _stage_lines(con, document_lines(stage, data))
+                _stage_lines(con, document_lines(stage, content))
         con.execute("DROP TABLE IF EXISTS temp.fk_otlp_bad")
 
 
@@ -208,7 +209,7 @@ def _stage_flat(con: duckdb.DuckDBPyConnection, flat: pa.Table) -> None:
         con.unregister(_FLAT)
 
 
-def _flat_blocks(f: IO[bytes]) -> Iterator[tuple[int, bytearray, pa.Table | None]]:
+def _flat_blocks(f: io.BufferedIOBase) -> Iterator[tuple[int, bytearray, pa.Table | None]]:
     """:func:`line_blocks` with each block parsed by pyarrow and unnested into the rows of
     ``fk_otlp_flat`` (:func:`flat_block`), or None where pyarrow refuses the block.
 
@@ -230,14 +231,18 @@ def _flat_blocks(f: IO[bytes]) -> Iterator[tuple[int, bytearray, pa.Table | None
             yield prepared
 
 
-def flat_block(con: duckdb.DuckDBPyConnection, data: bytes, first_line: int) -> pa.Table | None:
+def flat_block(
+    con: duckdb.DuckDBPyConnection, data: bytes | bytearray, first_line: int
+) -> pa.Table | None:
     """The rows of ``fk_otlp_flat`` for a block of request lines parsed by pyarrow, or None
     where pyarrow refuses it. ``con`` has the macros of ``_Values.use("arrow")``."""
     requests = parse_requests(data, first_line)
     return None if requests is None else flat_spans(con, requests)
 
 
-def line_blocks(f: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, bytearray]]:
+def line_blocks(
+    f: io.BufferedIOBase, block_bytes: int = BLOCK_BYTES
+) -> Iterator[tuple[int, bytearray]]:
     """The bytes of a stream in blocks of about ``block_bytes`` of whole lines, each read
     straight into its own buffer (a line longer than a block makes its block longer).
 
@@ -266,7 +271,7 @@ def line_blocks(f: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[
             return
 
 
-def _split_lines(data: bytes, first_line: int) -> pa.Table:
+def _split_lines(data: bytes | bytearray, first_line: int) -> pa.Table:
     """Whole lines as a table ``(line_no, line)`` in record batches, without copying."""
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
     if not data.endswith(b"\n"):
