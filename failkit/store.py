@@ -12,6 +12,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -365,37 +366,34 @@ class TraceStore:
             finally:
                 stage.cleanup()
 
-        return self._commit(str(path), file_sha256(path), adapter.name, fill, path=path)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            sha = (
+                pool.submit(file_sha256, path)
+                if path.stat().st_size > _HASH_AHEAD_BYTES
+                else file_sha256(path)
+            )
+            return self._commit(str(path), sha, adapter.name, fill, path=path)
 
     def _commit(
         self,
         label: str,
-        sha: str,
+        sha: str | Future[str],
         fmt: str,
         fill: Callable[[Staging], None],
         *,
         path: Path | None = None,
     ) -> dict[str, Any]:
-        """Stage, validate and commit one load: chunk by chunk, then a last transaction."""
-        ingest_id = sha[:16]
-        known = _scalar(self.con, "SELECT count(*) FROM ingests WHERE sha256 = ?", [sha])
-        if known:
-            return dict(
-                zip(REPORT_COLUMNS, [label, fmt, "skipped", 0, 0, 0, 0.0, ingest_id], strict=False)
-            )
+        """Stage, validate and commit one load: chunk by chunk, then a last transaction.
+
+        ``sha``: the content's SHA-256, or its future for a big file, which is then staged
+        while it is hashed; nothing is committed before the hash says the content is new.
+        """
         started = datetime.now(UTC).replace(tzinfo=None)
         t0 = time.perf_counter()
-        key = None if self.path is None else (os.path.realpath(self.path), ingest_id)
-        if key is not None:
-            with _ACTIVE_LOCK:
-                if key in _ACTIVE:
-                    raise FailkitError(
-                        f"{label} is being loaded into {self.path} by another connection of "
-                        "this process; wait for that load to end"
-                    )
-                _ACTIVE.add(key)
-        load = _Load(self, ingest_id, label, started)
+        load = _Load(self, sha, label, started)
         try:
+            if isinstance(sha, str):
+                load.claim()
             # Staging touches only this connection's temp tables, so it runs outside the
             # transactions: an adapter may try a fast read and fall back after an error.
             fill(Staging(self.con, path or Path(label), on_flush=load.flush_if_big))
@@ -404,22 +402,29 @@ class TraceStore:
             self.con.execute(
                 f"INSERT INTO ingests ({', '.join(names(INGEST_COLUMNS))}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [ingest_id, label, fmt, sha, started, seconds, *load.counts],
+                [load.ingest_id, label, fmt, load.sha, started, seconds, *load.counts],
             )
-            self.con.execute(f"DELETE FROM {_PENDING} WHERE ingest_id = ?", [ingest_id])
+            self.con.execute(f"DELETE FROM {_PENDING} WHERE ingest_id = ?", [load.ingest_id])
             self.con.execute("COMMIT")
+        except _Known:
+            load.abort()
+            return dict(
+                zip(
+                    REPORT_COLUMNS,
+                    [label, fmt, "skipped", 0, 0, 0, 0.0, load.ingest_id],
+                    strict=False,
+                )
+            )
         except BaseException:
             load.abort()
             raise
         finally:
             load.drop_tables()
-            if key is not None:
-                with _ACTIVE_LOCK:
-                    _ACTIVE.discard(key)
+            load.release()
         return dict(
             zip(
                 REPORT_COLUMNS,
-                [label, fmt, "loaded", *load.counts, seconds, ingest_id],
+                [label, fmt, "loaded", *load.counts, seconds, load.ingest_id],
                 strict=False,
             )
         )
@@ -468,6 +473,8 @@ _CACHE_AFTER_CHUNK = "256MB"
 """What DuckDB may keep cached between two chunks of a load."""
 _REBUILD_MEMORY = "1GB"
 """DuckDB's memory for rebuilding the runs of a chunked load (it spills past that)."""
+_HASH_AHEAD_BYTES = 64 << 20
+"""Files bigger than this are hashed in a thread while their first blocks are staged."""
 _LOAD_TABLES = (
     "fk_touched",
     "fk_run_meta",
@@ -476,6 +483,10 @@ _LOAD_TABLES = (
     "affected",
     "old_traces",
 )
+
+
+class _Known(Exception):
+    """The content of a load was loaded before (known once it is hashed)."""
 
 
 class _Load:
@@ -488,9 +499,14 @@ class _Load:
     one whose process died is deleted by the next writable connect.
     """
 
-    def __init__(self, store: TraceStore, ingest_id: str, path: str, started: datetime) -> None:
+    def __init__(
+        self, store: TraceStore, sha: str | Future[str], path: str, started: datetime
+    ) -> None:
         self.store, self.con = store, store.con
-        self.ingest_id, self.path, self.started = ingest_id, path, started
+        self.path, self.started = path, started
+        self._sha = sha
+        self.sha = self.ingest_id = ""  # known once claimed
+        self._active: tuple[str, str] | None = None
         con = self.con
         self.in_transaction = False
         self.pending = False  # a chunk was committed
@@ -503,13 +519,45 @@ class _Load:
             "SELECT * FROM fk_run_ids_of('stage_spans') LIMIT 0"
         )
 
+    def claim(self) -> None:
+        """Wait for the content's hash, then take the load on: raises :class:`_Known` when
+        the content was loaded before, FailkitError when another connection of this process
+        is loading it."""
+        if self.sha:
+            return
+        sha = self._sha if isinstance(self._sha, str) else self._sha.result()
+        self.ingest_id = sha[:16]
+        if _scalar(self.con, "SELECT count(*) FROM ingests WHERE sha256 = ?", [sha]):
+            raise _Known
+        if self.store.path is not None:
+            key = (os.path.realpath(self.store.path), self.ingest_id)
+            with _ACTIVE_LOCK:
+                if key in _ACTIVE:
+                    raise FailkitError(
+                        f"{self.path} is being loaded into {self.store.path} by another "
+                        "connection of this process; wait for that load to end"
+                    )
+                _ACTIVE.add(key)
+            self._active = key
+        self.sha = sha
+
+    def release(self) -> None:
+        """Let other connections of this process load the same content again."""
+        if self._active is not None:
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(self._active)
+            self._active = None
+
     @property
     def counts(self) -> tuple[int, int, int]:
         """(rows read, loaded, quarantined) so far."""
         return self.read, self.read - self.quarantined, self.quarantined
 
     def flush_if_big(self) -> None:
-        """Commit the staged rows as a chunk when they are many enough to be worth one."""
+        """Commit the staged rows as a chunk when they are many enough to be worth one (and
+        stop early when the content's hash, ready now, shows it was loaded before)."""
+        if not isinstance(self._sha, str) and self._sha.done():
+            self.claim()
         if sum(_count(self.con, t) for t in STAGE_TABLES) >= FLUSH_ROWS:
             self.flush(commit=True)
 
@@ -517,6 +565,7 @@ class _Load:
         """Validate the staged rows, insert the good ones and quarantine the rest, then empty
         the staging tables. ``commit``: as a chunk of its own; else in the open transaction
         (opened here if need be) that the caller commits."""
+        self.claim()
         con = self.con
         if not self.in_transaction:
             con.execute("BEGIN TRANSACTION")

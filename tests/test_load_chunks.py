@@ -304,3 +304,40 @@ def fill_more(stage: Staging) -> None:
     for span_id in ("x", "y"):
         stage.append("stage_spans", [{**CHUNKS[0][0], "span_id": span_id}])
         stage.flush()
+
+
+def test_a_big_file_is_staged_while_it_is_hashed_and_skipped_when_known(
+    otlp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_chunks: None
+) -> None:
+    """A file above ``_HASH_AHEAD_BYTES`` is hashed in a thread while its first blocks are
+    staged; nothing is committed before the hash is checked, and a file loaded before is
+    skipped although its staging had begun."""
+    monkeypatch.setattr(store_module, "_HASH_AHEAD_BYTES", 0)
+    claiming = threading.Event()
+    staged_before_hash: list[int] = []
+    sha256, claim = store_module.file_sha256, store_module._Load.claim
+
+    def hash_once_claimed(path: Path) -> str:
+        assert claiming.wait(60)  # the hash is ready only when the store asks for it
+        return sha256(path)
+
+    def claim_and_record(self: store_module._Load) -> None:
+        if not claiming.is_set():
+            staged_before_hash.append(count(self.store, "stage_spans"))
+            claiming.set()
+        claim(self)
+
+    monkeypatch.setattr(store_module, "file_sha256", hash_once_claimed)
+    monkeypatch.setattr(store_module._Load, "claim", claim_and_record)
+    with fk.connect(tmp_path / "t.duckdb") as store:
+        first = store.ingest(otlp_file, progress=False).files
+        assert staged_before_hash and staged_before_hash[0] > 0
+        claiming.clear()
+        again = store.ingest(otlp_file, progress=False).files
+        assert len(staged_before_hash) == 2 and staged_before_hash[1] > 0
+        assert again[["status", "rows_loaded", "ingest_id"]].values.tolist() == [
+            ["skipped", 0, first["ingest_id"].iloc[0]]
+        ]
+        assert count(store, "spans") == first["rows_loaded"].iloc[0]
+        assert count(store, "loads_pending") == 0
+        assert_same_tables(store, load_in_one_chunk(otlp_file, monkeypatch))
