@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,8 +44,13 @@ from failkit.ingest.otlp_docs import document_lines, is_protobuf_request, protob
 
 Encoding = Literal["jsonl", "document", "protobuf"]
 
-BLOCK_BYTES = 64 << 20
+BLOCK_BYTES = 32 << 20
 """Bytes of JSON lines staged by one query (memory grows with it, planning cost falls)."""
+BLOCKS_AHEAD = 3
+"""Blocks prepared ahead of the one being staged, so that staging never waits while the
+store commits a chunk (memory grows with it). On 1M spans with two cores, 32 MB blocks 3
+ahead load in 19.4 s, peak 1.7 GB; 64 MB 1 ahead 22.5 s, 1.8 GB; 16 MB 6 ahead 19-20 s,
+1.5 GB but 10 % more CPU."""
 BATCH_BYTES = 1 << 20
 """Bytes per Arrow record batch handed to DuckDB (its threads take batches)."""
 
@@ -225,9 +231,9 @@ def _flat_blocks(f: io.BufferedIOBase) -> Iterator[tuple[int, bytearray, pa.Tabl
         return None if block is None else (*block, flat_block(con, block[1], block[0]))
 
     with con, ThreadPoolExecutor(max_workers=1) as pool:
-        ready = pool.submit(prepare)
-        while (prepared := ready.result()) is not None:
-            ready = pool.submit(prepare)
+        ahead = deque(pool.submit(prepare) for _ in range(BLOCKS_AHEAD))
+        while (prepared := ahead.popleft().result()) is not None:
+            ahead.append(pool.submit(prepare))
             yield prepared
 
 
