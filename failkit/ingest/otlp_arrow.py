@@ -146,6 +146,7 @@ MAPPED_KEYS = (
 """The attributes ``sql/otlp_spans.sql`` reads (column ``a``: each a VARCHAR)."""
 
 _SPAN_FIELDS = [f.name for f in _SPAN if f.name != "attributes"]
+_SCALAR_FIELDS = [name for name, _ in _SCALAR[:5]]
 _KEY_SET = pa.array(MAPPED_KEYS)
 _OI_KIND = MAPPED_KEYS.index("openinference.span.kind")
 _PAIRS_SQL = resources.files("failkit.sql").joinpath("otlp_arrow_pairs.sql").read_text()
@@ -178,11 +179,14 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
     kv_table = pa.table(
         {
             "key": pa.chunked_array([key, res_key, pc.struct_field(event_items, "key")]),
-            "v": pa.chunked_array(parts),
-            "nested": pa.chunked_array([_nested_json(con, part) for part in parts], _TEXT),
             "want": pa.chunked_array(
                 [want.is_valid(), pa.array(np.zeros(len(res_items) + len(event_items), bool))]
             ),
+            "nested": pa.chunked_array([_nested_json(con, part) for part in parts], _TEXT),
+            **{
+                field: pa.chunked_array([pc.struct_field(part, field) for part in parts])
+                for field in _SCALAR_FIELDS
+            },
         }
     )
     pairs = _query(con, _PAIRS_SQL, "fk_otlp_kvs", kv_table)
@@ -228,7 +232,10 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
         ],
         n,
     )
-    typed = _first_per_span(span_pairs.column("text"), want, item_span, order, n)
+    typed = _first_per_span(
+        pc.struct_field(parts[0], "stringValue"), span_pairs.column("text"), want, item_span,
+        order, n,
+    )  # fmt: skip
     span = pa.StructArray.from_arrays(
         [pc.struct_field(spans, name) for name in _SPAN_FIELDS],
         names=_SPAN_FIELDS,
@@ -369,19 +376,27 @@ def _join(parts: list[_Part], n: int) -> pa.Array:
 
 
 def _first_per_span(
-    text: pa.ChunkedArray, key_ix: pa.Array, span: np.ndarray, order: np.ndarray, n: int
+    strings: pa.Array,
+    others: pa.ChunkedArray,
+    key_ix: pa.Array,
+    span: np.ndarray,
+    order: np.ndarray,
+    n: int,
 ) -> pa.StructArray:
-    """The struct of :data:`MAPPED_KEYS`: each key's first text in each of ``n`` spans, the
-    KeyValues taken in ``order``."""
+    """The struct of :data:`MAPPED_KEYS`: each key's first value in each of ``n`` spans as
+    text (``strings``, else ``others``), the KeyValues taken in ``order``."""
     valid = key_ix.is_valid().to_numpy(zero_copy_only=False)
     rows = order[valid[order]]
     keys = pc.fill_null(key_ix, 0).to_numpy()[rows]
-    text = text.combine_chunks()
+    others = others.combine_chunks()
+    is_other = others.is_valid().to_numpy(zero_copy_only=False)
     columns = [pa.nulls(n, _TEXT)] * len(MAPPED_KEYS)
     for key in np.unique(keys):  # a loop over the keys present, not over spans
         mine = rows[keys == key]
         spans, at = np.unique(span[mine], return_index=True)
         first = np.full(n, -1)
         first[spans] = mine[at]
-        columns[key] = text.take(pa.array(first, mask=first < 0))
+        pick = pa.array(first, mask=first < 0)
+        text = strings.take(pick)
+        columns[key] = pc.coalesce(text, others.take(pick)) if is_other[mine].any() else text
     return pa.StructArray.from_arrays(columns, names=list(MAPPED_KEYS))

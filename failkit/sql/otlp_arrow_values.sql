@@ -26,14 +26,18 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_element(e) AS coalesce(
     to_json(e.doubleValue), to_json(e.boolValue), to_json(e.bytesValue), 'null');
 
 -- JSON text of a value fk_otlp_fast leaves: arrays as JSON arrays, kvlists as JSON objects
--- (without "values": empty), bytes as their base64 string, integers exactly (text that is no
--- integer as a string).
+-- (without "values": empty), the others as fk_otlp_scalar_slow gives them.
 CREATE OR REPLACE TEMP MACRO fk_otlp_slow(v) AS CASE
     WHEN v.arrayValue IS NOT NULL THEN '[' || coalesce(array_to_string(list_transform(
         v.arrayValue."values", lambda e: fk_otlp_element(e)), ','), '') || ']'
     WHEN v.kvlistValue IS NOT NULL THEN '{' || coalesce(array_to_string(list_transform(
         v.kvlistValue."values", lambda e: to_json(e.key) || ':' || fk_otlp_element(e.value)),
         ','), '') || '}'
+    ELSE fk_otlp_scalar_slow(v) END;
+
+-- JSON text of a scalar value fk_otlp_fast leaves: bytes as their base64 string, integers
+-- exactly (text that is no integer as a string), an empty value as null.
+CREATE OR REPLACE TEMP MACRO fk_otlp_scalar_slow(v) AS CASE
     WHEN v.bytesValue IS NOT NULL THEN to_json(v.bytesValue)
     WHEN v.intValue IS NOT NULL THEN
         coalesce(try_cast(v.intValue AS HUGEINT)::VARCHAR, to_json(v.intValue))
