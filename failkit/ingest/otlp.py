@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from failkit.ingest.base import Staging, read_head
-from failkit.ingest.otlp_arrow import MAPPED_KEYS, flat_spans, parse_requests
+from failkit.ingest.otlp_arrow import MAPPED_KEYS, Bytes, flat_spans, parse_requests
 from failkit.ingest.otlp_docs import document_lines, is_protobuf_request, protobuf_lines
 
 Encoding = Literal["jsonl", "document", "protobuf"]
@@ -215,18 +215,19 @@ def _stage_flat(con: duckdb.DuckDBPyConnection, flat: pa.Table) -> None:
         con.unregister(_FLAT)
 
 
-def _flat_blocks(f: io.BufferedIOBase) -> Iterator[tuple[int, bytearray, pa.Table | None]]:
+def _flat_blocks(f: io.BufferedIOBase) -> Iterator[tuple[int, memoryview, pa.Table | None]]:
     """:func:`line_blocks` with each block parsed by pyarrow and unnested into the rows of
     ``fk_otlp_flat`` (:func:`flat_block`), or None where pyarrow refuses the block.
 
     A thread reads and prepares the next block, with a DuckDB connection of its own, while the
     caller stages the current one, so that both cores stay busy.
     """
-    blocks = line_blocks(f, BLOCK_BYTES)
+    # a block is read while the caller stages one and BLOCKS_AHEAD wait: one spare buffer
+    blocks = line_blocks(f, BLOCK_BYTES, ring=BLOCKS_AHEAD + 2)
     con = duckdb.connect()
     _Values(con).use("arrow")
 
-    def prepare() -> tuple[int, bytearray, pa.Table | None] | None:
+    def prepare() -> tuple[int, memoryview, pa.Table | None] | None:
         block = next(blocks, None)
         return None if block is None else (*block, flat_block(con, block[1], block[0]))
 
@@ -237,9 +238,7 @@ def _flat_blocks(f: io.BufferedIOBase) -> Iterator[tuple[int, bytearray, pa.Tabl
             yield prepared
 
 
-def flat_block(
-    con: duckdb.DuckDBPyConnection, data: bytes | bytearray, first_line: int
-) -> pa.Table | None:
+def flat_block(con: duckdb.DuckDBPyConnection, data: Bytes, first_line: int) -> pa.Table | None:
     """The rows of ``fk_otlp_flat`` for a block of request lines parsed by pyarrow, or None
     where pyarrow refuses it. ``con`` has the macros of ``_Values.use("arrow")``."""
     requests = parse_requests(data, first_line)
@@ -247,40 +246,53 @@ def flat_block(
 
 
 def line_blocks(
-    f: io.BufferedIOBase, block_bytes: int = BLOCK_BYTES
-) -> Iterator[tuple[int, bytearray]]:
+    f: io.BufferedIOBase, block_bytes: int = BLOCK_BYTES, *, ring: int = 0
+) -> Iterator[tuple[int, memoryview]]:
     """The bytes of a stream in blocks of about ``block_bytes`` of whole lines, each read
-    straight into its own buffer (a line longer than a block makes its block longer).
+    straight into a buffer (a line longer than a block makes its block longer).
 
-    Yields ``(number of the block's first line, bytes)``.
+    Yields ``(number of the block's first line, bytes)``. With ``ring``, the blocks are read
+    into that many buffers in turn (no new memory per block): a block's bytes then hold only
+    until ``ring - 1`` more blocks are read.
     """
     first_line, carry = 1, b""
+    buffers: list[bytearray] = []  # the ring, oldest first
+    longer = False  # the last read ended inside a line: read on into the same buffer
     while True:
         size = len(carry) + block_bytes
-        data = bytearray(size)
+        if ring and (longer or len(buffers) == ring):
+            if not longer:
+                buffers.append(buffers.pop(0))
+            if len(buffers[-1]) < size:
+                buffers[-1] = bytearray(size)
+            data = buffers[-1]
+        else:
+            data = bytearray(size)
+            if ring:
+                buffers.append(data)
         data[: len(carry)] = carry
         filled = len(carry)
         with memoryview(data) as view:
-            while filled < size and (n := f.readinto(view[filled:])):
+            while filled < size and (n := f.readinto(view[filled:size])):
                 filled += n
         eof = filled < size
         end = filled if eof else data.rfind(b"\n", 0, filled) + 1
-        if not end:  # no whole line yet: read on into a bigger buffer
-            carry = bytes(data)
+        longer = not end and not eof
+        if longer:  # no whole line yet: read on into a bigger buffer
+            carry = bytes(data[:filled])
             continue
         carry = bytes(data[end:filled])
-        del data[end:]
-        if data:
-            yield first_line, data
-            first_line += data.count(b"\n") + (not data.endswith(b"\n"))
+        if end:
+            yield first_line, memoryview(data)[:end]
+            first_line += data.count(b"\n", 0, end) + (data[end - 1] != 10)
         if eof:
             return
 
 
-def _split_lines(data: bytes | bytearray, first_line: int) -> pa.Table:
+def _split_lines(data: Bytes, first_line: int) -> pa.Table:
     """Whole lines as a table ``(line_no, line)`` in record batches, without copying."""
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
-    if not data.endswith(b"\n"):
+    if data[-1:] != b"\n":
         ends = np.append(ends, len(data))
     offsets = np.concatenate([[0], ends]).astype(np.int64)
     lines = pa.LargeBinaryArray.from_buffers(

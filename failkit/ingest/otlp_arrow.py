@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+Bytes = bytes | bytearray | memoryview
+"""A block of request lines."""
 _TEXT = pa.string()
 _SCALAR = [
     ("stringValue", _TEXT),
@@ -89,7 +91,7 @@ _PARSE = pj.ParseOptions(explicit_schema=REQUEST_SCHEMA, unexpected_field_behavi
 _MIN_PARSE_BLOCK = 1 << 20
 
 
-def parse_requests(data: bytes | bytearray, first_line: int) -> pa.Table | None:
+def parse_requests(data: Bytes, first_line: int) -> pa.Table | None:
     """Whole request lines as a table ``(line_no, line)``, ``line`` the parsed request.
 
     None when pyarrow refuses the block or it holds a blank line or a line that is not exactly
@@ -118,7 +120,7 @@ def parse_requests(data: bytes | bytearray, first_line: int) -> pa.Table | None:
     return pa.Table.from_arrays([line_no, parsed], names=["line_no", "line"])
 
 
-def _is_utf8(data: bytes | bytearray) -> bool:
+def _is_utf8(data: Bytes) -> bool:
     """True when the bytes are valid UTF-8 (which pyarrow's JSON reader does not check)."""
     offsets = pa.py_buffer(np.array([0, len(data)], np.int64))
     text = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])

@@ -786,3 +786,20 @@ def test_sniff_protobuf_heads() -> None:
     for stem in EXPECTED:
         data = sample(f"{stem}.otlp.pb").read_bytes()
         assert sniff_encoding(data[:4096]) == "protobuf"
+
+
+@pytest.mark.parametrize("ring", [0, 1, 3])
+def test_line_blocks_in_a_ring_of_buffers_hold_the_same_lines(tmp_path: Path, ring: int) -> None:
+    """Blocks of whole lines, numbered, also when a line is longer than a block and when
+    the blocks are read into a ring of reused buffers (each block used before the next)."""
+    lines = [b"x" * n for n in (3, 40, 5, 0, 7, 100, 1, 2)]
+    path = tmp_path / "lines.txt"
+    path.write_bytes(b"\n".join(lines))  # no newline at the end
+    with open(path, "rb") as f:
+        blocks = [(n, bytes(b)) for n, b in otlp.line_blocks(f, 16, ring=ring)]
+    assert b"".join(b for _, b in blocks) == path.read_bytes()
+    assert all(b.endswith(b"\n") for _, b in blocks[:-1])
+    assert [n for n, _ in blocks] == [
+        1 + sum(b.count(b"\n") for _, b in blocks[:i]) for i in range(len(blocks))
+    ]
+    assert len(blocks) > 3
