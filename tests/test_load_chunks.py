@@ -364,3 +364,27 @@ def test_small_blocks_read_into_a_ring_of_buffers_load_as_one_block(
     blocks.ingest(path, progress=False)
     assert_same_tables(blocks, whole)
     assert count(blocks, "spans") > 1000
+
+
+def test_a_failure_while_staging_stops_the_reading_thread(
+    otlp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_chunks: None
+) -> None:
+    """When staging fails, the thread that reads and prepares blocks ahead is gone with the
+    load, the store keeps nothing of it, and loading again works."""
+    stage_flat, staged = otlp._stage_flat, []
+
+    def fail_third(con: object, flat: object) -> None:
+        staged.append(1)
+        if len(staged) == 3:
+            raise RuntimeError("boom")
+        stage_flat(con, flat)  # type: ignore[arg-type]
+
+    threads = threading.active_count()
+    with fk.connect(tmp_path / "t.duckdb") as store:
+        monkeypatch.setattr(otlp, "_stage_flat", fail_third)
+        with pytest.raises(RuntimeError, match="boom"):
+            store.ingest(otlp_file, progress=False)
+        assert threading.active_count() == threads
+        assert (count(store, "spans"), count(store, "loads_pending")) == (0, 0)
+        monkeypatch.setattr(otlp, "_stage_flat", stage_flat)
+        assert store.ingest(otlp_file, progress=False).rows_loaded > 1000

@@ -6,12 +6,13 @@ one row per span with its attributes as one JSON object text (``fk_otlp_flat``),
 maps onto the span columns (``sql/otlp_macros.sql``, ``sql/otlp_spans.sql``):
 
 - JSON lines (the Collector's and the Python file exporter's output, the big one): read in
-  blocks of whole lines, never a Python loop per line or span. pyarrow's JSON reader parses a
-  block in threads and Arrow kernels unnest it (:mod:`failkit.ingest.otlp_arrow`); a block it
-  refuses (int64 as JSON numbers, enum names, nested arrays, bad lines) is parsed and unnested
-  by DuckDB with :data:`REQUEST_TYPE` instead (``sql/otlp_json_values.sql``,
-  ``sql/otlp_json_flat.sql``), which quarantines bad lines with their reason
-  (``sql/otlp_bad.sql``);
+  blocks of whole lines, never a Python loop per line or span. A thread reads the blocks,
+  pyarrow's JSON reader parses each in threads and Arrow kernels unnest it
+  (:mod:`failkit.ingest.otlp_arrow`, on a DuckDB connection of the thread's own) a few blocks
+  ahead of the one the store stages; a block it refuses (int64 as JSON numbers, enum names,
+  nested arrays, bad lines) is parsed and unnested by DuckDB with :data:`REQUEST_TYPE` instead
+  (``sql/otlp_json_values.sql``, ``sql/otlp_json_flat.sql``), which quarantines bad lines with
+  their reason (``sql/otlp_bad.sql``);
 - one or several pretty-printed JSON documents (an OTLP/HTTP request body, protobuf's
   ``json_format`` output with base64 ids and enum names, the console exporter's span objects):
   split in Python, see :mod:`failkit.ingest.otlp_docs`, parsed by DuckDB;
@@ -27,9 +28,9 @@ import io
 import json
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -128,8 +129,9 @@ class OtlpAdapter:
         )
         values = _Values(con)
         if encoding == "jsonl":
-            with stage.open() as f, _load_settings(con):
-                for first_line, data, flat in _flat_blocks(f):
+            # the reading thread stops before the file closes
+            with stage.open() as f, _load_settings(con), closing(_flat_blocks(f)) as blocks:
+                for first_line, data, flat in blocks:
                     if flat is None:
                         values.use("json")
                         _stage_lines(con, _split_lines(data, first_line))
@@ -153,8 +155,9 @@ def _load_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """DuckDB settings for the load, restored after it.
 
     No automatic checkpoint while staging: one every few blocks would compress the staged rows
-    again (a third of the staging time on 1M spans); the store drops them after the load. Query
-    results in the order of their input rows, which :func:`flat_spans` relies on.
+    again (a third of the staging time on 1M spans); the store drops them after the load. Rows
+    staged in the order of the file, which the store's duplicate check relies on (the first
+    occurrence is loaded).
     """
     settings = {"checkpoint_threshold": "'1000TB'", "preserve_insertion_order": "true"}
     old = con.execute(
@@ -215,7 +218,7 @@ def _stage_flat(con: duckdb.DuckDBPyConnection, flat: pa.Table) -> None:
         con.unregister(_FLAT)
 
 
-def _flat_blocks(f: io.BufferedIOBase) -> Iterator[tuple[int, memoryview, pa.Table | None]]:
+def _flat_blocks(f: io.BufferedIOBase) -> Generator[tuple[int, memoryview, pa.Table | None]]:
     """:func:`line_blocks` with each block parsed by pyarrow and unnested into the rows of
     ``fk_otlp_flat`` (:func:`flat_block`), or None where pyarrow refuses the block.
 
@@ -224,7 +227,7 @@ def _flat_blocks(f: io.BufferedIOBase) -> Iterator[tuple[int, memoryview, pa.Tab
     """
     # a block is read while the caller stages one and BLOCKS_AHEAD wait: one spare buffer
     blocks = line_blocks(f, BLOCK_BYTES, ring=BLOCKS_AHEAD + 2)
-    con = duckdb.connect()
+    con = duckdb.connect()  # query results in the order of their input: flat_spans needs it
     _Values(con).use("arrow")
 
     def prepare() -> tuple[int, memoryview, pa.Table | None] | None:
