@@ -192,9 +192,14 @@ def names(columns: tuple[Column, ...]) -> list[str]:
 
 
 def create_table_sql(table: str, columns: tuple[Column, ...], *, temp: bool = False) -> str:
-    """``CREATE TABLE`` statement for a column set (identifiers are fixed, never user input)."""
+    """``CREATE TABLE`` statement for a column set (identifiers are fixed, never user input).
+
+    A temp table (a load's staging) is never compressed: it lives for one chunk, and DuckDB
+    compressing it made staging 1M OTLP spans 20 % slower.
+    """
     cols = ",\n  ".join(
         f'"{c.name}" {c.sql_type}{"" if c.nullable or temp else " NOT NULL"}'
+        + (" USING COMPRESSION uncompressed" if temp else "")
         + (f" USING COMPRESSION {c.compression}" if c.compression and not temp else "")
         for c in columns
     )
