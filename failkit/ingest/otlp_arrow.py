@@ -197,14 +197,13 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
     event_pairs = pairs.slice(len(items) + len(res_items))
     # each scope's resource.* and otel.scope.* pairs, each event's object
     order = _fast_first(item_res, res_pairs)
-    res_object = _join([(res_pairs.column("pair"), item_res[order], order)], len(res))
+    res_object = _join(res_pairs.column("pair"), item_res[order], len(res), order)
     context = _query(
         con,
         "SELECT fk_otlp_scope_context(pairs, scope) FROM fk_otlp_scopes",
         "fk_otlp_scopes",
         pa.table({"pairs": res_object.take(scope_res), "scope": pc.struct_field(scopes, "scope")}),
     ).column(0)
-    everyone = np.arange(n)
     event_objects = _query(
         con,
         "SELECT fk_otlp_event(name, time, pairs) FROM fk_otlp_events",
@@ -213,7 +212,7 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
             {
                 "name": pc.struct_field(events, "name"),
                 "time": pc.struct_field(events, "timeUnixNano"),
-                "pairs": _join([(event_pairs.column("pair"), item_event, None)], len(events)),
+                "pairs": _join(event_pairs.column("pair"), item_event, len(events)),
             }
         ),
     ).column(0)
@@ -226,13 +225,12 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
         pa.table({"kind": kind_values}),
     ).column(0)  # fmt: skip
     order = _fast_first(item_span, span_pairs)
-    inner = _join(
-        [
-            (span_pairs.column("pair"), item_span[order], order),
-            (context, everyone, span_scope),
-            (kind_pairs, everyone, pc.index_in(kinds, kind_values).to_numpy()),
-        ],
-        n,
+    inner = pc.binary_join_element_wise(
+        _join(span_pairs.column("pair"), item_span[order], n, order),
+        context.combine_chunks().take(span_scope),
+        kind_pairs.combine_chunks().take(pc.index_in(kinds, kind_values)),
+        ",",
+        null_handling="skip",
     )
     typed = _first_per_span(
         pc.struct_field(parts[0], "stringValue"), span_pairs.column("text"), want, item_span,
@@ -244,7 +242,7 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
         mask=spans.is_null(),
     )
     oi = typed.field(_OI_KIND).is_valid()
-    span_events = _join([(event_objects, event_span, None)], n)
+    span_events = _join(event_objects, event_span, n)
     flat = pa.table(
         {
             "line_no": requests.column("line_no")
@@ -292,8 +290,8 @@ def _nested_json(con: duckdb.DuckDBPyConnection, values: pa.Array) -> pa.Array:
             }
         ),
     ).column(0)
-    arrays = _join([(texts.slice(0, len(elements)), element_of, None)], len(nested))
-    kvlists = _join([(texts.slice(len(elements)), entry_of, None)], len(nested))
+    arrays = _join(texts.slice(0, len(elements)), element_of, len(nested))
+    kvlists = _join(texts.slice(len(elements)), entry_of, len(nested))
     text = pc.if_else(
         array.is_valid(),
         pc.binary_join_element_wise("[", pc.fill_null(arrays, ""), "]", ""),
@@ -341,40 +339,22 @@ def _query(con: duckdb.DuckDBPyConnection, sql: str, name: str, table: pa.Table)
         con.unregister(name)
 
 
-_Part = tuple[pa.Array | pa.ChunkedArray, np.ndarray, np.ndarray | None]
-
-
-def _join(parts: list[_Part], n: int) -> pa.Array:
-    """For each of ``n`` owners, the non-null texts its parts give it, joined with commas:
-    part after part, in order within a part; NULL for an owner without any.
-
-    A part ``(texts, owner, at)`` gives ``texts[at[j]]`` to ``owner[j]`` (owners in order;
-    ``at`` None: each text in turn). The texts are copied once into their joined places.
-    """
-    sources, owners, picks = [], [], []
-    base = 0
-    for texts, owner, pick in parts:
-        array = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-        at = np.arange(len(array)) if pick is None else pick
-        valid = array.is_valid().to_numpy(zero_copy_only=False)[at]
-        sources.append(array)
-        owners.append(owner[valid])
-        picks.append(at[valid] + base)
-        base += len(array)
-    counts = [np.bincount(owner, minlength=n) for owner in owners]
-    total = np.sum(counts, axis=0)
-    offsets = np.concatenate([[0], np.cumsum(total)])
-    indices = np.empty(offsets[-1], dtype=np.int64)
-    start = offsets[:-1].copy()
-    for owner, pick, count in zip(owners, picks, counts, strict=True):
-        first = np.cumsum(count) - count  # each owner's first entry in this part
-        indices[start[owner] + np.arange(len(owner)) - first[owner]] = pick
-        start += count
-    values = pa.concat_arrays(sources).take(indices)
-    lists = pa.ListArray.from_arrays(
-        pa.array(offsets, pa.int32()), values, mask=pa.array(total == 0)
+def _join(
+    texts: pa.Array | pa.ChunkedArray, owner: np.ndarray, n: int, at: np.ndarray | None = None
+) -> pa.Array:
+    """For each of ``n`` owners, its non-null texts joined with commas, NULL if it has none:
+    ``texts[at[j]]`` (``texts[j]`` without ``at``) belongs to ``owner[j]``, owners in order."""
+    values = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    if at is not None and not np.array_equal(at, np.arange(len(at))):
+        values = values.take(at)
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    if not valid.all():
+        values, owner = values.filter(valid), owner[valid]
+    counts = np.bincount(owner, minlength=n)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), pa.int32())
+    return pc.binary_join(
+        pa.ListArray.from_arrays(offsets, values, mask=pa.array(counts == 0)), ","
     )
-    return pc.binary_join(lists, ",")
 
 
 def _first_per_span(
@@ -395,9 +375,10 @@ def _first_per_span(
     columns = [pa.nulls(n, _TEXT)] * len(MAPPED_KEYS)
     for key in np.unique(keys):  # a loop over the keys present, not over spans
         mine = rows[keys == key]
-        spans, at = np.unique(span[mine], return_index=True)
+        owner = span[mine]  # in order: ``order`` keeps the spans in order
+        at = np.flatnonzero(np.diff(owner, prepend=-1))
         first = np.full(n, -1)
-        first[spans] = mine[at]
+        first[owner[at]] = mine[at]
         pick = pa.array(first, mask=first < 0)
         text = strings.take(pick)
         columns[key] = pc.coalesce(text, others.take(pick)) if is_other[mine].any() else text
