@@ -16,7 +16,9 @@ each in a fresh subprocess so that its peak RSS is its own:
 Seconds are wall time of the work in the child (imports excluded); ``cpu s`` is its CPU time
 over all threads, the steadier figure on a shared machine. Goals: failkit <= 3x the floor,
 >= 10x faster than pandas, peak RSS <= 2 GB.
-Usage: ``python benchmarks/ingest_otlp.py [--spans N] [--repeat R]``.
+The contenders run in rounds, each round against its own floor (this machine's speed drifts
+within minutes); the table shows medians over the rounds.
+Usage: ``python benchmarks/ingest_otlp.py [--spans N] [--repeat R]`` (R rounds, default 3).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import subprocess
 import sys
 from math import ceil
 from pathlib import Path
+from statistics import median
 
 from synth_files import synth_file
 
@@ -121,31 +124,33 @@ def run(name: str, path: Path) -> tuple[float, float, int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=1_000_000, help="about this many spans")
-    parser.add_argument("--repeat", type=int, default=1, help="best of R runs per contender")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of all contenders")
     args = parser.parse_args()
     path, spans = make_file(args.spans)
     size_mb = path.stat().st_size / 1e6
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"file: {path}, {spans:,} spans, {size_mb:,.0f} MB; {os.cpu_count()} cores, "
           f"load average {load}")  # fmt: skip
-    results: dict[str, tuple[float, float, int, float, str]] = {}
-    for name in CONTENDERS:
-        target, share = (path, 1.0)
-        if name == "pandas":
-            target, share = head_file(path, PANDAS_MAX_SPANS, spans)
-        seconds, cpu, rows, peak = min(
-            (run(name, target) for _ in range(args.repeat)), key=lambda r: r[0]
-        )
-        note = "" if share == 1.0 else f"* {share:.0%} of the file, x{1 / share:.1f}"
-        results[name] = (seconds / share, cpu / share, rows, peak, note)
-    floor, floor_cpu = results["floor"][:2]
+    # rounds of every contender in turn: this machine's speed drifts by more than 10 % within
+    # minutes, so each round's ratios are taken against that round's floor
+    targets = {name: (path, 1.0) for name in CONTENDERS}
+    targets["pandas"] = head_file(path, PANDAS_MAX_SPANS, spans)
+    rounds = [
+        {name: run(name, target) for name, (target, _) in targets.items()}
+        for _ in range(args.repeat)
+    ]
     print(f"{'contender':<18} {'seconds':>8} {'x floor':>8} {'cpu s':>8} {'x floor':>8} "
-          f"{'rows':>10} {'peak MB':>8}")  # fmt: skip
-    for name, (seconds, cpu, rows, peak, note) in results.items():
-        print(f"{name:<18} {seconds:>8.2f} {seconds / floor:>8.2f} {cpu:>8.2f} "
-              f"{cpu / floor_cpu:>8.2f} {rows:>10,} {peak:>8.0f} {note}")  # fmt: skip
-    fk_seconds, _, _, fk_peak, _ = results["failkit"]
-    ratio, speedup = fk_seconds / floor, results["pandas"][0] / fk_seconds
+          f"{'rows':>10} {'peak MB':>8}   (medians of {args.repeat} rounds)")  # fmt: skip
+    ratios: dict[str, float] = {}
+    for name, (_, share) in targets.items():
+        seconds, cpu, rows, peak = (median(r[name][i] for r in rounds) for i in range(4))
+        ratios[name] = median(r[name][0] / r["floor"][0] for r in rounds) / share
+        cpu_ratio = median(r[name][1] / r["floor"][1] for r in rounds) / share
+        note = "" if share == 1.0 else f"* {share:.0%} of the file, x{1 / share:.1f}"
+        print(f"{name:<18} {seconds / share:>8.2f} {ratios[name]:>8.2f} {cpu / share:>8.2f} "
+              f"{cpu_ratio:>8.2f} {rows:>10,.0f} {peak:>8.0f} {note}")  # fmt: skip
+    ratio, fk_peak = ratios["failkit"], max(r["failkit"][3] for r in rounds)
+    speedup = median(r["pandas"][0] / targets["pandas"][1] / r["failkit"][0] for r in rounds)
     print(
         f"goals: <= 3x floor {'met' if ratio <= 3 else 'MISSED'} ({ratio:.2f}x); "
         f">= 10x faster than pandas {'met' if speedup >= 10 else 'MISSED'} ({speedup:.1f}x); "
