@@ -366,12 +366,10 @@ class TraceStore:
             finally:
                 stage.cleanup()
 
+        if path.stat().st_size <= _HASH_AHEAD_BYTES:
+            return self._commit(str(path), file_sha256(path), adapter.name, fill, path=path)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            sha = (
-                pool.submit(file_sha256, path)
-                if path.stat().st_size > _HASH_AHEAD_BYTES
-                else file_sha256(path)
-            )
+            sha = pool.submit(file_sha256, path)
             return self._commit(str(path), sha, adapter.name, fill, path=path)
 
     def _commit(
@@ -392,8 +390,9 @@ class TraceStore:
         t0 = time.perf_counter()
         load = _Load(self, sha, label, started)
         try:
-            if isinstance(sha, str):
+            if isinstance(sha, str):  # a known file is skipped before anything is created
                 load.claim()
+            load.create_tables()
             # Staging touches only this connection's temp tables, so it runs outside the
             # transactions: an adapter may try a fast read and fall back after an error.
             fill(Staging(self.con, path or Path(label), on_flush=load.flush_if_big))
@@ -507,10 +506,15 @@ class _Load:
         self._sha = sha
         self.sha = self.ingest_id = ""  # known once claimed
         self._active: tuple[str, str] | None = None
-        con = self.con
         self.in_transaction = False
         self.pending = False  # a chunk was committed
         self.read = self.quarantined = 0
+        self.has_tables = False
+
+    def create_tables(self) -> None:
+        """Create the load's staging and bookkeeping temp tables, empty."""
+        con = self.con
+        self.has_tables = True
         create_stage_tables(con)
         con.execute("CREATE OR REPLACE TEMP TABLE fk_touched (trace_id VARCHAR)")
         con.execute(create_table_sql("fk_run_meta", STAGE_TABLES["stage_traces"], temp=True))
@@ -681,7 +685,9 @@ class _Load:
             pass
 
     def drop_tables(self) -> None:
-        """Drop the load's temp tables and views."""
+        """Drop the load's temp tables and views, if it made them."""
+        if not self.has_tables:
+            return
         for table in STAGE_TABLES:
             self.con.execute(f"DROP VIEW IF EXISTS temp.fk_good_{table}")
         for table in (*STAGE_TABLES, *_LOAD_TABLES):

@@ -388,3 +388,21 @@ def test_a_failure_while_staging_stops_the_reading_thread(
         assert (count(store, "spans"), count(store, "loads_pending")) == (0, 0)
         monkeypatch.setattr(otlp, "_stage_flat", stage_flat)
         assert store.ingest(otlp_file, progress=False).rows_loaded > 1000
+
+
+def test_a_known_small_file_is_skipped_before_any_staging(
+    otlp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below ``_HASH_AHEAD_BYTES`` the hash comes first: a file loaded before is skipped
+    without creating a staging table (re-loading a folder of known files stays cheap)."""
+    with fk.connect(tmp_path / "t.duckdb") as store:
+        first = store.ingest(otlp_file, progress=False).files
+
+        def no_staging(self: store_module._Load) -> None:
+            raise AssertionError("staging tables created for a known file")
+
+        monkeypatch.setattr(store_module._Load, "create_tables", no_staging)
+        again = store.ingest(otlp_file, progress=False).files
+        assert again[["status", "ingest_id"]].values.tolist() == [
+            ["skipped", first["ingest_id"].iloc[0]]
+        ]
