@@ -199,9 +199,9 @@ def create_table_sql(table: str, columns: tuple[Column, ...], *, temp: bool = Fa
     """
     cols = ",\n  ".join(
         f'"{c.name}" {c.sql_type}{"" if c.nullable or temp else " NOT NULL"}'
-        + (" USING COMPRESSION uncompressed" if temp else "")
-        + (f" USING COMPRESSION {c.compression}" if c.compression and not temp else "")
+        + (f" USING COMPRESSION {compression}" if compression else "")
         for c in columns
+        for compression in ["uncompressed" if temp else c.compression]
     )
     prefix = "CREATE OR REPLACE TEMP TABLE" if temp else "CREATE TABLE IF NOT EXISTS"
     return f"{prefix} {table} (\n  {cols}\n)"
