@@ -6,8 +6,8 @@ each in a fresh subprocess so that its peak RSS is its own:
 
 - ``failkit``: ``fk.connect(tmp.duckdb).ingest(file)`` — parse, map every attribute, quarantine,
   insert, rebuild ``traces``, commit to a file database;
-- ``failkit_staging``: the part of that which is the OTLP adapter's: parse and map into the
-  staging tables (no validation, insert or commit);
+- ``failkit_staging``: the part of that which is the OTLP adapter's: parse and map into span
+  rows in Arrow (no validation, insert or commit);
 - ``floor``: ``pyarrow.json.read_json`` on the same file (parse only, nothing mapped or stored);
 - ``duckdb_read_json``: DuckDB's ``read_json`` with inferred nested structs (parse only);
 - ``pandas``: ``pandas.read_json(lines=True)`` + ``json_normalize`` of the spans and their
@@ -54,9 +54,15 @@ from failkit.schema import create_table_sql
 con = duckdb.connect()
 for table, columns in STAGE_TABLES.items():
     con.execute(create_table_sql(table, columns, temp=True))
+stage, taken = Staging(con, Path(sys.argv[1])), [0]
+def take():  # what the store takes at each flush: the span rows mapped into Arrow
+    taken[0] += sum(rows.num_rows for rows in stage.spans)
+    stage.spans.clear()
+stage.on_flush = take
 t, c = time.perf_counter(), time.process_time()
-OtlpAdapter().load(Staging(con, Path(sys.argv[1])))
-n = con.execute("SELECT count(*) FROM stage_spans").fetchone()[0]
+OtlpAdapter().load(stage)
+take()
+n = taken[0] + con.execute("SELECT count(*) FROM stage_spans").fetchone()[0]
 print(time.perf_counter() - t, time.process_time() - c, n)
 """,
     "floor": """

@@ -53,8 +53,8 @@ if mode == "chunks":
     flush = _Load.flush
     committed = []
 
-    def counted(self, *, commit):
-        flush(self, commit=commit)
+    def counted(self, *, commit, **kw):
+        flush(self, commit=commit, **kw)
         committed.append(commit)
         if sum(committed) == 3:
             print("chunks-committed", flush=True)

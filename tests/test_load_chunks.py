@@ -17,14 +17,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import failkit as fk
 from failkit import store as store_module
 from failkit.ingest import otlp
-from failkit.ingest.base import Staging, create_stage_tables
+from failkit.ingest.base import SPAN_ROW_SCHEMA, Staging, create_stage_tables
 from failkit.synth import sample
 
 
@@ -73,8 +75,8 @@ def test_chunked_load_of_a_file_equals_one_chunk(
     chunks: list[bool] = []
     flush = store_module._Load.flush
 
-    def counted(self: store_module._Load, *, commit: bool) -> None:
-        flush(self, commit=commit)
+    def counted(self: store_module._Load, *, commit: bool, **kw: bool) -> None:
+        flush(self, commit=commit, **kw)
         chunks.append(commit)
 
     monkeypatch.setattr(store_module._Load, "flush", counted)
@@ -83,6 +85,31 @@ def test_chunked_load_of_a_file_equals_one_chunk(
         assert sum(chunks) > 10  # many chunks were committed
         assert chunked.sql("SELECT count(*) AS n FROM loads_pending")["n"].iloc[0] == 0
         assert_same_tables(chunked, load_in_one_chunk(otlp_file, monkeypatch))
+
+
+def test_span_rows_staged_in_arrow_are_committed_in_whole_row_groups(
+    otlp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the span rows staged in Arrow fill a row group, the store commits as many whole
+    row groups as they fill and keeps the rest for the next chunk; the last chunk takes what
+    is left. The result is that of one chunk."""
+    monkeypatch.setattr(otlp, "BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(store_module, "ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr(store_module, "FLUSH_ROWS", 10**9)
+    loaded: list[int] = []
+    flush = store_module._Load.flush
+
+    def counted(self: store_module._Load, **kw: bool) -> None:
+        flush(self, **kw)
+        loaded.append(count(self.store, "spans"))
+
+    monkeypatch.setattr(store_module._Load, "flush", counted)
+    with fk.connect(tmp_path / "t.duckdb") as store:
+        total = store.ingest(otlp_file, progress=False).rows_loaded
+        chunks = np.diff([0, *loaded])
+        assert len(chunks) > 5 and loaded[-1] == total
+        assert all(n % 100 == 0 for n in chunks[:-1]) and chunks[-1] % 100
+        assert_same_tables(store, load_in_one_chunk(otlp_file, monkeypatch))
 
 
 @pytest.mark.parametrize("bound", ["1MB", "64MB"])
@@ -324,7 +351,7 @@ def test_a_big_file_is_staged_while_it_is_hashed_and_skipped_when_known(
 
     def claim_and_record(self: store_module._Load) -> None:
         if not claiming.is_set():
-            staged_before_hash.append(count(self.store, "stage_spans"))
+            staged_before_hash.append(self._staged())
             claiming.set()
         claim(self)
 
@@ -371,22 +398,22 @@ def test_a_failure_while_staging_stops_the_reading_thread(
 ) -> None:
     """When staging fails, the thread that reads and prepares blocks ahead is gone with the
     load, the store keeps nothing of it, and loading again works."""
-    stage_flat, staged = otlp._stage_flat, []
+    add_spans, staged = Staging.add_spans, []
 
-    def fail_third(con: object, flat: object) -> None:
+    def fail_third(stage: Staging, rows: pa.Table) -> None:
         staged.append(1)
         if len(staged) == 3:
             raise RuntimeError("boom")
-        stage_flat(con, flat)  # type: ignore[arg-type]
+        add_spans(stage, rows)
 
     threads = threading.active_count()
     with fk.connect(tmp_path / "t.duckdb") as store:
-        monkeypatch.setattr(otlp, "_stage_flat", fail_third)
+        monkeypatch.setattr(Staging, "add_spans", fail_third)
         with pytest.raises(RuntimeError, match="boom"):
             store.ingest(otlp_file, progress=False)
         assert threading.active_count() == threads
         assert (count(store, "spans"), count(store, "loads_pending")) == (0, 0)
-        monkeypatch.setattr(otlp, "_stage_flat", stage_flat)
+        monkeypatch.setattr(Staging, "add_spans", add_spans)
         assert store.ingest(otlp_file, progress=False).rows_loaded > 1000
 
 
@@ -406,3 +433,19 @@ def test_a_known_small_file_is_skipped_before_any_staging(
         assert again[["status", "ingest_id"]].values.tolist() == [
             ["skipped", first["ingest_id"].iloc[0]]
         ]
+
+
+def test_span_rows_in_arrow_need_the_columns_of_stage_spans_with_their_types() -> None:
+    """Rows handed over in Arrow are checked up front: a missing column, or JSON given as
+    plain text (which DuckDB would take as JSON without checking it), is named."""
+    stage = Staging(duckdb.connect(), Path("x.jsonl"))
+    good = SPAN_ROW_SCHEMA.empty_table()
+    stage.add_spans(good)
+    with pytest.raises(ValueError, match=r"span_id \(missing"):
+        stage.add_spans(good.drop_columns(["span_id"]))
+    text = good.set_column(
+        good.schema.get_field_index("attributes"), "attributes", pa.array([], pa.string())
+    )
+    with pytest.raises(ValueError, match=r"attributes \(string, not extension<arrow.json>"):
+        stage.add_spans(text)
+    assert len(stage.spans) == 1

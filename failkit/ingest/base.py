@@ -6,9 +6,10 @@ load's staging tables (``stage_spans``, ``stage_traces``, ``stage_labels``,
 moves the bad ones to ``quarantine`` and commits the rest: in chunks for a big file (see
 :meth:`Staging.flush`), and still whole or not at all.
 
-Big formats fill the staging tables with DuckDB SQL (``stage.con`` and the table names);
-small, deeply nested ones build Python dicts and call :meth:`Staging.append`, which goes
-through one Arrow table per call, never a row at a time.
+Big formats fill the staging tables with DuckDB SQL (``stage.con`` and the table names), or
+hand their span rows over in Arrow (:meth:`Staging.add_spans`); small, deeply nested ones
+build Python dicts and call :meth:`Staging.append`, which goes through one Arrow table per
+call, never a row at a time.
 """
 
 from __future__ import annotations
@@ -78,6 +79,15 @@ def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
     return pa.schema([(c.name, _ARROW_TYPES[c.sql_type]) for c in columns])
 
 
+SPAN_ROW_SCHEMA = pa.schema(
+    [
+        (c.name, pa.json_() if c.sql_type == "JSON" else _ARROW_TYPES[c.sql_type])
+        for c in STAGE_TABLES["stage_spans"]
+    ]
+)
+"""The Arrow schema of span rows staged with :meth:`Staging.add_spans`."""
+
+
 def truncate_raw(raw: str | bytes | None) -> str | None:
     """A bad record as kept in ``quarantine.raw``: text, cut to a readable size."""
     if raw is None:
@@ -131,8 +141,9 @@ class Staging:
     con: duckdb.DuckDBPyConnection
     path: Path
     compressed: bool = False
-    counts: dict[str, int] = field(default_factory=dict)
     on_flush: Callable[[], None] | None = field(default=None, repr=False)
+    spans: list[pa.Table] = field(default_factory=list, repr=False)
+    """Span rows staged in Arrow (:meth:`add_spans`), not yet flushed."""
     _link_dir: str | None = field(default=None, repr=False)
 
     def flush(self) -> None:
@@ -150,6 +161,29 @@ class Staging:
         """
         if self.on_flush is not None:
             self.on_flush()
+
+    def add_spans(self, rows: pa.Table) -> None:
+        """Stage span rows held in Arrow, in the columns of ``stage_spans`` (by name), without
+        copying them into that table; the store reads them after its own rows.
+
+        The fast way for an adapter that maps big files with DuckDB:
+        ``stage.add_spans(con.sql(mapping).to_arrow_table())``, with DuckDB's
+        ``arrow_lossless_conversion`` on so that JSON columns stay JSON (``arrow.json``)
+        instead of text DuckDB would parse again.
+
+        Raises:
+            ValueError: ``rows`` lack a column of :data:`SPAN_ROW_SCHEMA` or have one of
+                another type.
+        """
+        got = {f.name: f.type for f in rows.schema}
+        wrong = [
+            f"{f.name} ({got.get(f.name, 'missing')}, not {f.type})"
+            for f in SPAN_ROW_SCHEMA
+            if got.get(f.name) != f.type
+        ]
+        if wrong:
+            raise ValueError(f"span rows in Arrow with wrong columns: {', '.join(wrong)}")
+        self.spans.append(rows.select(SPAN_ROW_SCHEMA.names))
 
     def open(self) -> io.BufferedIOBase:
         """The file's bytes, gunzipped when it is gzip."""

@@ -6,13 +6,14 @@ one row per span with its attributes as one JSON object text (``fk_otlp_flat``),
 maps onto the span columns (``sql/otlp_macros.sql``, ``sql/otlp_spans.sql``):
 
 - JSON lines (the Collector's and the Python file exporter's output, the big one): read in
-  blocks of whole lines, never a Python loop per line or span. A thread reads the blocks,
-  pyarrow's JSON reader parses each in threads and Arrow kernels unnest it
-  (:mod:`failkit.ingest.otlp_arrow`, on a DuckDB connection of the thread's own) a few blocks
-  ahead of the one the store stages; a block it refuses (int64 as JSON numbers, enum names,
-  nested arrays, bad lines) is parsed and unnested by DuckDB with :data:`REQUEST_TYPE` instead
-  (``sql/otlp_json_values.sql``, ``sql/otlp_json_flat.sql``), which quarantines bad lines with
-  their reason (``sql/otlp_bad.sql``);
+  blocks of whole lines, never a Python loop per line or span. Threads read the blocks and,
+  each on a DuckDB connection of its own, parse them with pyarrow's JSON reader, unnest them
+  with Arrow kernels (:mod:`failkit.ingest.otlp_arrow`) and map them into span rows in Arrow,
+  a few blocks ahead of the one the store takes (:meth:`Staging.add_spans`); a block pyarrow
+  refuses (int64 as JSON numbers, enum names, nested arrays, bad lines) is parsed and
+  unnested by DuckDB with :data:`REQUEST_TYPE` instead (``sql/otlp_json_values.sql``,
+  ``sql/otlp_json_flat.sql``), which quarantines bad lines with their reason
+  (``sql/otlp_bad.sql``);
 - one or several pretty-printed JSON documents (an OTLP/HTTP request body, protobuf's
   ``json_format`` output with base64 ids and enum names, the console exporter's span objects):
   split in Python, see :mod:`failkit.ingest.otlp_docs`, parsed by DuckDB;
@@ -27,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -47,11 +49,12 @@ Encoding = Literal["jsonl", "document", "protobuf"]
 
 BLOCK_BYTES = 32 << 20
 """Bytes of JSON lines staged by one query (memory grows with it, planning cost falls)."""
-BLOCKS_AHEAD = 3
-"""Blocks prepared ahead of the one being staged, so that staging never waits while the
-store commits a chunk (memory grows with it). On 1M spans with two cores, 32 MB blocks 3
-ahead load in 19.4 s, peak 1.7 GB; 64 MB 1 ahead 22.5 s, 1.8 GB; 16 MB 6 ahead 19-20 s,
-1.5 GB but 10 % more CPU."""
+PREPARING_THREADS = 2
+"""Threads reading, parsing and mapping blocks, each with one DuckDB thread (on two cores,
+more DuckDB threads per connection cost more CPU than they save)."""
+BLOCKS_AHEAD = PREPARING_THREADS + 1
+"""Blocks prepared ahead of the one being staged, so that the threads keep preparing while
+the store commits a chunk (memory grows with it)."""
 BATCH_BYTES = 1 << 20
 """Bytes per Arrow record batch handed to DuckDB (its threads take batches)."""
 
@@ -128,25 +131,25 @@ class OtlpAdapter:
             "SET VARIABLE fk_otlp_unit = ?", ["request " if encoding == "protobuf" else "line "]
         )
         values = _Values(con)
-        if encoding == "jsonl":
-            # the reading thread stops before the file closes
-            with stage.open() as f, _load_settings(con), closing(_flat_blocks(f)) as blocks:
-                for first_line, data, flat in blocks:
-                    if flat is None:
-                        values.use("json")
-                        _stage_lines(con, _split_lines(data, first_line))
-                    else:
-                        values.use("arrow")
-                        _stage_flat(con, flat)
-                    stage.flush()  # the store commits big stagings in chunks
-        else:
-            with stage.open() as f:
-                content = f.read()
-            values.use("json")
-            if encoding == "protobuf":
-                _stage_lines(con, protobuf_lines(content, stage.path))
+        with _load_settings(con):
+            if encoding == "jsonl":
+                # the reading thread stops before the file closes
+                with stage.open() as f, closing(_mapped_blocks(f)) as blocks:
+                    for first_line, data, rows in blocks:
+                        if rows is None:
+                            values.use("json")
+                            _stage_lines(stage, _split_lines(data, first_line))
+                        else:
+                            stage.add_spans(rows)
+                        stage.flush()  # the store commits big stagings in chunks
             else:
-                _stage_lines(con, document_lines(stage, content))
+                with stage.open() as f:
+                    content = f.read()
+                values.use("json")
+                if encoding == "protobuf":
+                    _stage_lines(stage, protobuf_lines(content, stage.path))
+                else:
+                    _stage_lines(stage, document_lines(stage, content))
         con.execute("DROP TABLE IF EXISTS temp.fk_otlp_bad")
 
 
@@ -157,9 +160,14 @@ def _load_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     No automatic checkpoint while staging: one every few blocks would compress the staged rows
     again (a third of the staging time on 1M spans); the store drops them after the load. Rows
     staged in the order of the file, which the store's duplicate check relies on (the first
-    occurrence is loaded).
+    occurrence is loaded). JSON columns of the span rows in Arrow typed as JSON, which DuckDB
+    then reads without parsing them again.
     """
-    settings = {"checkpoint_threshold": "'1000TB'", "preserve_insertion_order": "true"}
+    settings = {
+        "checkpoint_threshold": "'1000TB'",
+        "preserve_insertion_order": "true",
+        "arrow_lossless_conversion": "true",
+    }
     old = con.execute(
         "SELECT " + ", ".join(f"current_setting('{name}')" for name in settings)
     ).fetchone()
@@ -197,55 +205,76 @@ class _Values:
         self.current = kind
 
 
-def _stage_lines(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
+def _stage_lines(stage: Staging, lines: pa.Table) -> None:
     """Stage a table of request lines ``(line_no, line)`` of JSON text: bad lines, then spans."""
+    con = stage.con
     con.register(_LINES, lines)
     try:
         con.execute(_sql("otlp_bad.sql"))
         con.execute(_sql("otlp_json_flat.sql"))
-        con.execute(_sql("otlp_spans.sql"))
+        stage.add_spans(con.sql(_sql("otlp_spans.sql")).to_arrow_table())
     finally:
         con.execute(f"DROP VIEW IF EXISTS {_FLAT}")
         con.unregister(_LINES)
 
 
-def _stage_flat(con: duckdb.DuckDBPyConnection, flat: pa.Table) -> None:
-    """Stage the rows of ``fk_otlp_flat`` of :func:`flat_block` (no bad lines)."""
-    con.register(_FLAT, flat)
-    try:
-        con.execute(_sql("otlp_spans.sql"))
-    finally:
-        con.unregister(_FLAT)
+def _mapped_blocks(f: io.BufferedIOBase) -> Generator[tuple[int, memoryview, pa.Table | None]]:
+    """:func:`line_blocks` with each block's span rows (:func:`map_block`), or None where
+    pyarrow refuses the block.
 
-
-def _flat_blocks(f: io.BufferedIOBase) -> Generator[tuple[int, memoryview, pa.Table | None]]:
-    """:func:`line_blocks` with each block parsed by pyarrow and unnested into the rows of
-    ``fk_otlp_flat`` (:func:`flat_block`), or None where pyarrow refuses the block.
-
-    A thread reads and prepares the next block, with a DuckDB connection of its own, while the
-    caller stages the current one, so that both cores stay busy.
+    Threads read, parse and map the next blocks, each with a DuckDB connection of its own,
+    while the caller stages the current one and the store commits, so that every core stays
+    busy.
     """
     # a block is read while the caller stages one and BLOCKS_AHEAD wait: one spare buffer
     blocks = line_blocks(f, BLOCK_BYTES, ring=BLOCKS_AHEAD + 2)
-    con = duckdb.connect()  # query results in the order of their input: flat_spans needs it
-    _Values(con).use("arrow")
+    reading = threading.Lock()
+    local = threading.local()
+    cons: list[duckdb.DuckDBPyConnection] = []
 
     def prepare() -> tuple[int, memoryview, pa.Table | None] | None:
-        block = next(blocks, None)
-        return None if block is None else (*block, flat_block(con, block[1], block[0]))
+        with reading:
+            block = next(blocks, None)
+        if block is None:
+            return None
+        if not hasattr(local, "con"):
+            local.con = duckdb.connect()
+            _map_settings(local.con)
+            cons.append(local.con)
+        return (*block, map_block(local.con, block[1], block[0]))
 
-    with con, ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = deque(pool.submit(prepare) for _ in range(BLOCKS_AHEAD))
-        while (prepared := ahead.popleft().result()) is not None:
-            ahead.append(pool.submit(prepare))
-            yield prepared
+    try:
+        with ThreadPoolExecutor(max_workers=PREPARING_THREADS) as pool:
+            ahead = deque(pool.submit(prepare) for _ in range(BLOCKS_AHEAD))
+            while (prepared := ahead.popleft().result()) is not None:
+                ahead.append(pool.submit(prepare))
+                yield prepared
+    finally:
+        for con in cons:
+            con.close()
 
 
-def flat_block(con: duckdb.DuckDBPyConnection, data: Bytes, first_line: int) -> pa.Table | None:
-    """The rows of ``fk_otlp_flat`` for a block of request lines parsed by pyarrow, or None
-    where pyarrow refuses it. ``con`` has the macros of ``_Values.use("arrow")``."""
+def _map_settings(con: duckdb.DuckDBPyConnection) -> None:
+    """Make a connection of its own ready for :func:`map_block`."""
+    _Values(con).use("arrow")
+    con.execute("SET VARIABLE fk_otlp_unit = 'line '")
+    # results in the order of their input (flat_spans needs it), JSON columns as JSON
+    con.execute("SET threads = 1")
+    con.execute("SET preserve_insertion_order = true")
+    con.execute("SET arrow_lossless_conversion = true")
+
+
+def map_block(con: duckdb.DuckDBPyConnection, data: Bytes, first_line: int) -> pa.Table | None:
+    """The span rows (for :meth:`Staging.add_spans`) of a block of request lines parsed by
+    pyarrow, or None where pyarrow refuses it. ``con`` is set up by :func:`_map_settings`."""
     requests = parse_requests(data, first_line)
-    return None if requests is None else flat_spans(con, requests)
+    if requests is None:
+        return None
+    con.register(_FLAT, flat_spans(con, requests))
+    try:
+        return con.sql(_sql("otlp_spans.sql")).to_arrow_table()
+    finally:
+        con.unregister(_FLAT)
 
 
 def line_blocks(

@@ -1,18 +1,18 @@
 -- Staged rows that cannot be loaded, with the first reason that applies.
--- Runs inside the load's transaction; reads stage_spans / stage_labels / stage_traces
--- and the already-loaded spans. Writes stage_rejects(tbl, rid, reason).
+-- Runs inside the load's transaction; reads fk_staged_spans (the staged spans numbered by rid)
+-- / stage_labels / stage_traces and the already-loaded spans. Writes stage_rejects(tbl, rid,
+-- reason).
 CREATE OR REPLACE TEMP TABLE stage_rejects AS
 WITH s AS (
     SELECT
-        rowid AS rid, *,
-        row_number() OVER (PARTITION BY trace_id, span_id ORDER BY rowid) AS dup_n
-    FROM stage_spans
+        *, row_number() OVER (PARTITION BY trace_id, span_id ORDER BY rid) AS dup_n
+    FROM fk_staged_spans
 ),
 -- spans already stored with an id staged now: by an earlier file, or by an earlier flush of
 -- this load (getvariable('fk_ingest_id')) when the load is committed in chunks
 known AS (
     SELECT p.trace_id, p.span_id, bool_or(p.ingest_id = getvariable('fk_ingest_id')) AS this_load
-    FROM spans p SEMI JOIN stage_spans n ON p.trace_id = n.trace_id AND p.span_id = n.span_id
+    FROM spans p SEMI JOIN fk_staged_spans n ON p.trace_id = n.trace_id AND p.span_id = n.span_id
     GROUP BY p.trace_id, p.span_id
 )
 SELECT 'stage_spans' AS tbl, rid, CASE
