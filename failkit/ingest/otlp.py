@@ -289,6 +289,7 @@ def line_blocks(
     """
     first_line, carry = 1, b""
     buffers: list[bytearray] = []  # the ring, oldest first
+    slack = block_bytes // 8  # room for the part line a block carries into the next
     longer = False  # the last read ended inside a line: read on into the same buffer
     while True:
         size = len(carry) + block_bytes
@@ -296,10 +297,10 @@ def line_blocks(
             if not longer:
                 buffers.append(buffers.pop(0))
             if len(buffers[-1]) < size:
-                buffers[-1] = bytearray(size)
+                buffers[-1] = bytearray(size + slack)
             data = buffers[-1]
         else:
-            data = bytearray(size)
+            data = bytearray(size + slack if ring else size)
             if ring:
                 buffers.append(data)
         data[: len(carry)] = carry
