@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -27,7 +28,14 @@ import pandas as pd
 import pyarrow as pa
 
 from failkit.errors import FailkitError, StoreLockedError
-from failkit.ingest.base import STAGE_TABLES, Adapter, Staging, create_stage_tables, is_gzip
+from failkit.ingest.base import (
+    RUN_ID_KEYS,
+    STAGE_TABLES,
+    Adapter,
+    Staging,
+    create_stage_tables,
+    is_gzip,
+)
 from failkit.ingest.detect import detect, get_adapter
 from failkit.schema import (
     INGEST_COLUMNS,
@@ -176,7 +184,12 @@ class TraceStore:
             self.con.execute(create_table_sql(table, columns))
         if version is None:
             self.con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
-        self.con.execute(_sql("run_ids.sql"))  # a macro of the loads
+        # macros of the loads
+        ids = json.dumps(dict.fromkeys(RUN_ID_KEYS, "VARCHAR"))  # constants, not input
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP MACRO fk_span_ids(a) AS json_transform(a, '{ids}')"
+        )
+        self.con.execute(_sql("run_ids.sql"))
         if self.path is not None:
             self._roll_back_unfinished()
 
@@ -534,9 +547,10 @@ class _Load:
         create_stage_tables(con)
         con.execute("CREATE OR REPLACE TEMP TABLE fk_touched (trace_id VARCHAR)")
         con.execute(create_table_sql("fk_run_meta", STAGE_TABLES["stage_traces"], temp=True))
+        self._view_staged_spans(whole_row_groups=False)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE fk_run_ids AS "
-            "SELECT * FROM fk_run_ids_of('stage_spans') LIMIT 0"
+            "SELECT * FROM fk_run_ids_of('fk_staged_spans') LIMIT 0"
         )
 
     def claim(self) -> None:
@@ -589,7 +603,8 @@ class _Load:
 
     def _view_staged_spans(self, *, whole_row_groups: bool) -> int:
         """The view ``fk_staged_spans``: the rows of ``stage_spans``, then those staged in
-        Arrow, each numbered by ``rid``. Returns how many of it are staged rows.
+        Arrow, each numbered by ``rid`` and with its run ``ids`` (see ``sql/run_ids.sql``).
+        Returns how many rows it has.
 
         ``whole_row_groups``: of the rows staged in Arrow, take as many whole row groups
         (:data:`ROW_GROUP_ROWS`) as there are and leave the rest for the next chunk, so that
@@ -597,7 +612,7 @@ class _Load:
         """
         con = self.con
         cols = ", ".join(f'"{c}"' for c in names(STAGE_TABLES["stage_spans"]))
-        query = f"SELECT rowid AS rid, {cols} FROM stage_spans"  # fixed names only
+        query = f"SELECT rowid AS rid, {cols}, fk_span_ids(attributes) AS ids FROM stage_spans"
         taken = _count(con, "stage_spans")
         if self.stage is not None and self.stage.spans:
             rows = pa.concat_tables(self.stage.spans)
@@ -608,7 +623,7 @@ class _Load:
             first = _scalar(con, "SELECT coalesce(max(rowid) + 1, 0) FROM stage_spans")
             rid = pa.array(np.arange(first, first + rows.num_rows, dtype=np.int64))
             con.register(_ARROW_SPANS, rows.add_column(0, "rid", rid))
-            query += f" UNION ALL SELECT rid, {cols} FROM {_ARROW_SPANS}"
+            query += f" UNION ALL SELECT rid, {cols}, ids FROM {_ARROW_SPANS}"
         con.execute(f"CREATE OR REPLACE TEMP VIEW fk_staged_spans AS {query}")
         return taken
 

@@ -79,13 +79,22 @@ def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
     return pa.schema([(c.name, _ARROW_TYPES[c.sql_type]) for c in columns])
 
 
+RUN_ID_KEYS = (
+    "session.id", "gen_ai.conversation.id", "user.id", "enduser.id", "failkit.task_id",
+)  # fmt: skip
+"""The span attributes that name the run's session, user and task (``sql/run_ids.sql``)."""
 SPAN_ROW_SCHEMA = pa.schema(
     [
-        (c.name, pa.json_() if c.sql_type == "JSON" else _ARROW_TYPES[c.sql_type])
-        for c in STAGE_TABLES["stage_spans"]
+        *[
+            (c.name, pa.json_() if c.sql_type == "JSON" else _ARROW_TYPES[c.sql_type])
+            for c in STAGE_TABLES["stage_spans"]
+        ],
+        ("ids", pa.struct([(key, pa.string()) for key in RUN_ID_KEYS])),
     ]
 )
-"""The Arrow schema of span rows staged with :meth:`Staging.add_spans`."""
+"""The Arrow schema of span rows staged with :meth:`Staging.add_spans`: the columns of
+``stage_spans``, and ``ids``, the span's attributes of :data:`RUN_ID_KEYS` as text (what
+``json_transform`` gives), so that the store need not read them from ``attributes``."""
 
 
 def truncate_raw(raw: str | bytes | None) -> str | None:

@@ -41,7 +41,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from failkit.ingest.base import Staging, read_head
+from failkit.ingest.base import RUN_ID_KEYS, Staging, read_head
 from failkit.ingest.otlp_arrow import MAPPED_KEYS, Bytes, flat_spans, parse_requests
 from failkit.ingest.otlp_docs import document_lines, is_protobuf_request, protobuf_lines
 
@@ -202,6 +202,8 @@ class _Values:
                 f"CREATE OR REPLACE TEMP MACRO fk_otlp_typed(o) AS json_transform(o, '{typed}')"
             )
         self.con.execute(_sql("otlp_macros.sql"))
+        ids = ", ".join(f"{json.dumps(key)} := a.{json.dumps(key)}" for key in RUN_ID_KEYS)
+        self.con.execute(f"CREATE OR REPLACE TEMP MACRO fk_otlp_ids(a) AS struct_pack({ids})")
         self.current = kind
 
 

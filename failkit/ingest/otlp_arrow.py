@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from failkit.ingest.base import RUN_ID_KEYS
+
 Bytes = bytes | bytearray | memoryview
 """A block of request lines."""
 _TEXT = pa.string()
@@ -143,7 +145,7 @@ MAPPED_KEYS = (
     "gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.prompt",
     "llm.token_count.completion", "langfuse.observation.usage_details", "llm.cost.total",
     "langfuse.observation.cost_details", "failkit.cost_usd", "failkit.confidence", "error.type",
-    "langfuse.observation.level", "langfuse.observation.status_message",
+    "langfuse.observation.level", "langfuse.observation.status_message", *RUN_ID_KEYS,
 )  # fmt: skip
 """The attributes ``sql/otlp_spans.sql`` reads (column ``a``: each a VARCHAR)."""
 

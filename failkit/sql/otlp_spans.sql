@@ -1,12 +1,13 @@
--- The spans of fk_otlp_flat as rows of stage_spans, one per span. fk_otlp_flat has: line_no,
--- r, c, k (its request line, resource, scope and place in the scope), s (the span: ids, name,
--- kind, times, status, events), attributes (its attributes, those of its resource and scope,
--- and otel.span.kind, as one flat JSON object), a (the attributes the mapping reads, as text:
--- a struct of failkit.ingest.otlp_arrow.MAPPED_KEYS), oi_kvs (its KeyValue list, at least
--- where it has openinference.span.kind) and events (as fk_otlp_events gives them).
--- otlp_json_flat.sql defines it for requests parsed by DuckDB, failkit/ingest/otlp_arrow.py
--- builds it for those parsed by pyarrow. Needs otlp_macros.sql after one of the value macro
--- sets, and the variable fk_otlp_unit ('line ' or 'request ') naming a line_no.
+-- The spans of fk_otlp_flat as span rows (failkit.ingest.base.SPAN_ROW_SCHEMA), one per
+-- span. fk_otlp_flat has: line_no, r, c, k (its request line, resource, scope and place in
+-- the scope), s (the span: ids, name, kind, times, status, events), attributes (its
+-- attributes, those of its resource and scope, and otel.span.kind, as one flat JSON object),
+-- a (the attributes the mapping reads, as text: a struct of
+-- failkit.ingest.otlp_arrow.MAPPED_KEYS), oi_kvs (its KeyValue list, at least where it has
+-- openinference.span.kind) and events (as fk_otlp_events gives them). otlp_json_flat.sql
+-- defines it for requests parsed by DuckDB, failkit/ingest/otlp_arrow.py builds it for those
+-- parsed by pyarrow. Needs otlp_macros.sql after one of the value macro sets, fk_otlp_ids,
+-- and the variable fk_otlp_unit ('line ' or 'request ') naming a line_no.
 
 WITH objs AS (
     SELECT *,
@@ -102,6 +103,7 @@ SELECT
     CASE WHEN oi_kind IS NOT NULL THEN 'openinference'
          WHEN lf_type IS NOT NULL THEN 'langfuse'
          ELSE 'otlp' END AS source,
+    fk_otlp_ids(a) AS ids,
     getvariable('fk_otlp_unit') || line_no
         || CASE WHEN r > 1 OR c > 1 THEN ' resource ' || r || ' scope ' || c ELSE '' END
         || ' span ' || k AS position

@@ -5,7 +5,7 @@
 -- are read here from the runs' spans. Only the spans that are new can add an id: an older
 -- span's id is already in old_traces, which takes precedence.
 CREATE TEMP TABLE IF NOT EXISTS fk_run_ids AS
-SELECT * FROM fk_run_ids_of('spans') WHERE trace_id IN (SELECT trace_id FROM affected);
+SELECT * FROM fk_run_ids_of('fk_spans_ids') WHERE trace_id IN (SELECT trace_id FROM affected);
 
 CREATE OR REPLACE TEMP TABLE old_traces AS
 SELECT t.* FROM traces t SEMI JOIN affected a ON t.trace_id = a.trace_id;
