@@ -266,17 +266,27 @@ def _map_settings(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET arrow_lossless_conversion = true")
 
 
+_BUILT = ("attributes", "events")
+"""Columns of the span rows that :func:`flat_spans` builds whole."""
+_MAP_BUILT = f"SELECT * EXCLUDE ({', '.join(_BUILT)}) FROM ({_sql('otlp_spans.sql')})"
+
+
 def map_block(con: duckdb.DuckDBPyConnection, data: Bytes, first_line: int) -> pa.Table | None:
     """The span rows (for :meth:`Staging.add_spans`) of a block of request lines parsed by
     pyarrow, or None where pyarrow refuses it. ``con`` is set up by :func:`_map_settings`."""
     requests = parse_requests(data, first_line)
     if requests is None:
         return None
-    con.register(_FLAT, flat_spans(con, requests))
+    flat = flat_spans(con, requests)
+    con.register(_FLAT, flat)
     try:
-        return con.sql(_sql("otlp_spans.sql")).to_arrow_table()
+        rows = con.sql(_MAP_BUILT).to_arrow_table()
     finally:
         con.unregister(_FLAT)
+    # the JSON columns built in Arrow join as they are (one thread: rows in flat's order)
+    for name in _BUILT:
+        rows = rows.append_column(name, flat.column(name))
+    return rows
 
 
 def line_blocks(

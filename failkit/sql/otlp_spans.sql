@@ -107,4 +107,4 @@ SELECT
     getvariable('fk_otlp_unit') || line_no
         || CASE WHEN r > 1 OR c > 1 THEN ' resource ' || r || ' scope ' || c ELSE '' END
         || ' span ' || k AS position
-FROM mapped;
+FROM mapped
