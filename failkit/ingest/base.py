@@ -172,8 +172,9 @@ class Staging:
             self.on_flush()
 
     def add_spans(self, rows: pa.Table) -> None:
-        """Stage span rows held in Arrow, in the columns of ``stage_spans`` (by name), without
-        copying them into that table; the store reads them after its own rows.
+        """Stage span rows held in Arrow, with the columns of :data:`SPAN_ROW_SCHEMA` (by
+        name), without copying them into ``stage_spans``; the store reads them after that
+        table's rows, committing them in whole DuckDB row groups.
 
         The fast way for an adapter that maps big files with DuckDB:
         ``stage.add_spans(con.sql(mapping).to_arrow_table())``, with DuckDB's
