@@ -157,8 +157,8 @@ class OtlpAdapter:
 def _load_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """DuckDB settings for the load, restored after it.
 
-    No automatic checkpoint while staging: one every few blocks would compress the staged rows
-    again (a third of the staging time on 1M spans); the store drops them after the load. Rows
+    No automatic checkpoint after a chunk's commit: the store checkpoints after each chunk
+    itself (1M spans without this setting: 17.2-17.4 s, with it 16.7-17.0 s). Rows
     staged in the order of the file, which the store's duplicate check relies on (the first
     occurrence is loaded). JSON columns of the span rows in Arrow typed as JSON, which DuckDB
     then reads without parsing them again.
