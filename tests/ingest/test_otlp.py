@@ -647,18 +647,20 @@ def test_first_of_a_repeated_key_is_mapped(tmp_path: Path) -> None:
 
 
 def test_settings_are_restored_after_a_load(tmp_path: Path) -> None:
-    """Staging defers DuckDB's automatic checkpoints and keeps rows in order, for the load only
-    (the pyarrow path joins query results to its rows by position)."""
+    """Staging defers DuckDB's automatic checkpoints, keeps rows in order and gives the store
+    one thread, for the load only (the pyarrow path joins query results to its rows by
+    position)."""
     setting = (
         "SELECT current_setting('checkpoint_threshold') AS v, "
-        "current_setting('preserve_insertion_order') AS o"
+        "current_setting('preserve_insertion_order') AS o, current_setting('threads') AS t"
     )
     lines = [json.dumps(_shapes_line(sid)) for sid in ("a", "b")]
     with fk.connect(tmp_path / "s.duckdb") as store:
         store.sql("SET checkpoint_threshold = '8MiB'")
         store.sql("SET preserve_insertion_order = false")
+        store.sql("SET threads = 3")
         store.ingest(write(tmp_path / "t.otlp.jsonl", *lines), progress=False)
-        assert store.sql(setting).iloc[0].tolist() == ["8.0 MiB", False]
+        assert store.sql(setting).iloc[0].tolist() == ["8.0 MiB", False, 3]
         attrs = json.loads(store.spans_df().set_index("span_id").loc["b", "attributes"])
     assert {k: attrs[k] for k in SCALAR_SHAPES} == SCALAR_SHAPES
 
