@@ -337,16 +337,18 @@ def test_gzip_is_read_transparently(tmp_path: Path) -> None:
 
 # -- pitfalls (FORMATS.md) --------------------------------------------------------------------
 def test_pitfall_1_ids(tmp_path: Path) -> None:
-    """Hex ids are lowercased; json_format's base64 ids become hex."""
+    """Hex ids are lowercased and stripped of spaces; json_format's base64 ids become hex."""
     base64 = {"traceId": "S/kvNXezTaajzpKdDg5HAQ==", "spanId": "APBnqgupAgI=",
               "parentSpanId": "APBnqgupAgE="}  # fmt: skip
     spans = spans_of(
         tmp_path,
         request(span("00F067AA0BA90201", trace=TRACE.upper())),
         request({**span("x"), **base64, "kind": "SPAN_KIND_CLIENT"}),
+        request(span(" 00F067AA0BA90203", parent="00f067aa0ba90201 ", trace=f" {TRACE} ")),
     )
     assert set(spans["trace_id"]) == {TRACE}
     assert spans.loc["00f067aa0ba90202", "parent_id"] == "00f067aa0ba90201"
+    assert spans.loc["00f067aa0ba90203", "parent_id"] == "00f067aa0ba90201"
     assert json.loads(spans.loc["00f067aa0ba90202", "attributes"])["otel.span.kind"] == "client"
 
 
