@@ -16,7 +16,6 @@ than its block.
 from __future__ import annotations
 
 import itertools
-import os
 from importlib import resources
 
 import duckdb
@@ -90,7 +89,7 @@ REQUEST_SCHEMA = pa.schema(
 """The fields of an ExportTraceServiceRequest line the mapping reads (others are skipped)."""
 
 _PARSE = pj.ParseOptions(explicit_schema=REQUEST_SCHEMA, unexpected_field_behavior="ignore")
-_MIN_PARSE_BLOCK = 1 << 20
+_MAX_PARSE_BLOCK = (1 << 31) - 1  # pyarrow's limit
 
 
 def parse_requests(data: Bytes, first_line: int) -> pa.Table | None:
@@ -105,9 +104,9 @@ def parse_requests(data: Bytes, first_line: int) -> pa.Table | None:
     # every line starts a request: no blank lines, so that rows and lines pair up
     if text[0] != ord("{") or not (text[starts] == ord("{")).all() or not _is_utf8(data):
         return None
-    # several blocks per thread, each holding many lines
-    block = max(_MIN_PARSE_BLOCK, len(data) // (2 * (os.cpu_count() or 1)) + 1)
-    options = pj.ReadOptions(block_size=block)
+    # one block, parsed in the calling thread: the callers are threads already, and a table of
+    # one chunk needs no copy to become one array
+    options = pj.ReadOptions(block_size=min(len(data) + 1, _MAX_PARSE_BLOCK), use_threads=False)
     try:
         table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE)
     except pa.ArrowInvalid:
@@ -163,7 +162,8 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
     Columns as ``sql/otlp_spans.sql`` describes them. Needs the macros of
     ``sql/otlp_arrow_values.sql`` and ``sql/otlp_macros.sql`` on ``con``.
     """
-    line = requests.column("line").combine_chunks()
+    line = requests.column("line")
+    line = line.chunk(0) if line.num_chunks == 1 else line.combine_chunks()
     res, res_line, r = _unnest(pc.struct_field(line, "resourceSpans"))
     scopes, scope_res, c = _unnest(pc.struct_field(res, "scopeSpans"))
     spans, span_scope, k = _unnest(pc.struct_field(scopes, "spans"))
