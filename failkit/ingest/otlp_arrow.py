@@ -152,6 +152,7 @@ _SPAN_FIELDS = [f.name for f in _SPAN if f.name != "attributes"]
 _SCALAR_FIELDS = [name for name, _ in _SCALAR[:5]]
 _KEY_SET = pa.array(MAPPED_KEYS)
 _OI_KIND = MAPPED_KEYS.index("openinference.span.kind")
+_OI_MESSAGES = pa.struct([("input", _TEXT), ("output", _TEXT)])
 _PAIRS_SQL = resources.files("failkit.sql").joinpath("otlp_arrow_pairs.sql").read_text()
 _BATCH_ROWS = 1 << 16  # rows per record batch DuckDB scans (its threads take batches)
 
@@ -243,7 +244,6 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
         names=_SPAN_FIELDS,
         mask=spans.is_null(),
     )
-    oi = typed.field(_OI_KIND).is_valid()
     span_events = _join(event_objects, event_span, n)
     flat = pa.table(
         {
@@ -260,11 +260,25 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
                 )
             ),
             "a": typed,
-            "oi_kvs": pc.if_else(oi, kvs, pa.scalar(None, kvs.type)),
+            "oi": _oi_messages(con, kvs, typed),
             "events": _json(pc.binary_join_element_wise("[", span_events, "]", "")),
         }
     )
     return _batched(flat)
+
+
+def _oi_messages(con: duckdb.DuckDBPyConnection, kvs: pa.Array, typed: pa.StructArray) -> pa.Array:
+    """Each span's OpenInference messages (``fk_oi_messages``), from a query over the spans
+    with ``openinference.span.kind`` only (none: no query, whose planning costs more than
+    mapping the block's spans)."""
+    oi = np.flatnonzero(typed.field(_OI_KIND).is_valid().to_numpy(zero_copy_only=False))
+    if not len(oi):
+        return pa.nulls(len(kvs), _OI_MESSAGES)
+    messages = _query(
+        con, "SELECT fk_oi_messages(kvs, a) FROM fk_otlp_oi", "fk_otlp_oi",
+        pa.table({"kvs": kvs.take(oi), "a": typed.take(oi)}),
+    ).column(0)  # fmt: skip
+    return _spread(messages, oi, len(kvs))
 
 
 def _nested_json(con: duckdb.DuckDBPyConnection, values: pa.Array) -> pa.Array:
@@ -299,9 +313,16 @@ def _nested_json(con: duckdb.DuckDBPyConnection, values: pa.Array) -> pa.Array:
         pc.binary_join_element_wise("[", pc.fill_null(arrays, ""), "]", ""),
         pc.binary_join_element_wise("{", pc.fill_null(kvlists, ""), "}", ""),
     )
-    at = np.full(len(values), -1)
-    at[nested] = np.arange(len(nested))
-    return text.take(pa.array(at, mask=at < 0))
+    return _spread(text, nested, len(values))
+
+
+def _spread(values: pa.Array | pa.ChunkedArray, rows: np.ndarray, n: int) -> pa.Array:
+    """An array of ``n`` with ``values[j]`` at ``rows[j]``, NULL elsewhere."""
+    at = np.full(n, -1)
+    at[rows] = np.arange(len(rows))
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.take(pa.array(at, mask=at < 0))
 
 
 def _fast_first(owner: np.ndarray, pairs: pa.Table) -> np.ndarray:

@@ -29,7 +29,10 @@ objs AS (
         '{' || concat_ws(',', fk_otlp_object(s.attributes, ''), context,
                          fk_otlp_kind_pair(s.kind)) || '}' AS attributes
     FROM flat
+),
+typed AS (
+    SELECT line_no, r, c, k, s, attributes, fk_otlp_typed(attributes) AS a FROM objs
 )
-SELECT line_no, r, c, k, s, attributes, fk_otlp_typed(attributes) AS a,
-    s.attributes AS oi_kvs, fk_otlp_events(s.events) AS events
-FROM objs;
+SELECT line_no, r, c, k, s, attributes, a, fk_oi_messages(s.attributes, a) AS oi,
+    fk_otlp_events(s.events) AS events
+FROM typed;

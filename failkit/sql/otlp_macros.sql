@@ -101,6 +101,16 @@ CREATE OR REPLACE TEMP MACRO fk_oi_join(items) AS CASE WHEN len(items) > 0 THEN
                                          ',') || '}'),
         ',') || ']' END;
 
+-- A span's OpenInference messages {input, output}, each a fk_oi_join list, where the span
+-- has openinference.span.kind and no input.value / output.value; NULL for other spans.
+-- `kvs`: its KeyValue list; `a`: the struct of the attributes the mapping reads.
+CREATE OR REPLACE TEMP MACRO fk_oi_messages(kvs, a) AS CASE
+    WHEN a."openinference.span.kind" IS NOT NULL THEN {
+        'input': CASE WHEN a."input.value" IS NULL
+                      THEN fk_oi_join(fk_oi_items(kvs, 'llm.input_messages.')) END,
+        'output': CASE WHEN a."output.value" IS NULL
+                       THEN fk_oi_join(fk_oi_items(kvs, 'llm.output_messages.')) END} END;
+
 -- Text that holds JSON as it is, any other text as a JSON string (pitfall 11).
 CREATE OR REPLACE TEMP MACRO fk_json_text(x) AS
     CASE WHEN json_valid(x) THEN x ELSE to_json(x) END;

@@ -3,8 +3,8 @@
 -- the scope), s (the span: ids, name, kind, times, status, events), attributes (its
 -- attributes, those of its resource and scope, and otel.span.kind, as one flat JSON object),
 -- a (the attributes the mapping reads, as text: a struct of
--- failkit.ingest.otlp_arrow.MAPPED_KEYS), oi_kvs (its KeyValue list, at least where it has
--- openinference.span.kind) and events (as fk_otlp_events gives them). otlp_json_flat.sql
+-- failkit.ingest.otlp_arrow.MAPPED_KEYS), oi (its OpenInference messages, as
+-- fk_oi_messages gives them) and events (as fk_otlp_events gives them). otlp_json_flat.sql
 -- defines it for requests parsed by DuckDB, failkit/ingest/otlp_arrow.py builds it for those
 -- parsed by pyarrow. Needs otlp_macros.sql after one of the value macro sets, fk_otlp_ids,
 -- and the variable fk_otlp_unit ('line ' or 'request ') naming a line_no.
@@ -20,12 +20,7 @@ mapped AS (
         lower(a."openinference.span.kind") AS oi_kind,
         lower(a."langfuse.observation.type") AS lf_type,
         fk_otlp_ns(s.startTimeUnixNano) AS start_ns,
-        fk_otlp_ns(s.endTimeUnixNano) AS end_ns,
-        -- OpenInference messages only when the span has no input.value / output.value
-        CASE WHEN a."input.value" IS NULL AND oi_kind IS NOT NULL
-             THEN fk_oi_items(oi_kvs, 'llm.input_messages.') END AS oi_in,
-        CASE WHEN a."output.value" IS NULL AND oi_kind IS NOT NULL
-             THEN fk_oi_items(oi_kvs, 'llm.output_messages.') END AS oi_out
+        fk_otlp_ns(s.endTimeUnixNano) AS end_ns
     FROM objs
 )
 SELECT
@@ -79,11 +74,11 @@ SELECT
                                                  a."input.value") END,
         CASE WHEN lf_type = 'tool' THEN a."langfuse.observation.input" END))::JSON AS tool_args,
     coalesce(a."gen_ai.input.messages", a."input.value", a."langfuse.observation.input",
-             fk_oi_join(oi_in),
+             oi.input,
              a."gen_ai.tool.call.arguments") AS input,
     coalesce(a."gen_ai.output.messages", a."gen_ai.tool.call.result", a."output.value",
              a."langfuse.observation.output",
-             fk_oi_join(oi_out)) AS output,
+             oi.output) AS output,
     try_cast(coalesce(
         a."gen_ai.usage.input_tokens", a."gen_ai.usage.prompt_tokens", a."llm.token_count.prompt",
         fk_usage(a."langfuse.observation.usage_details", ['input', 'prompt_tokens', 'input_tokens'])

@@ -461,7 +461,8 @@ def test_pitfall_9_ok_and_unset(tmp_path: Path) -> None:
 
 
 def test_pitfall_10_flattened_messages_sort_numerically(tmp_path: Path) -> None:
-    """OpenInference input is input.value; without it, llm.input_messages.{i} in index order."""
+    """OpenInference input is input.value; without it, llm.input_messages.{i} in index order
+    (spans without openinference.span.kind keep those keys as attributes only)."""
     messages = {}
     for i in range(12):
         messages[f"llm.input_messages.{i}.message.role"] = "user"
@@ -473,9 +474,11 @@ def test_pitfall_10_flattened_messages_sort_numerically(tmp_path: Path) -> None:
         "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "f",
     }
     spans = spans_of(tmp_path, request(
+        span("plain", attrs=messages),
         span("flat", attrs=attrs),
         span("value", attrs={**attrs, "input.value": "the input"}),
     ))  # fmt: skip
+    assert spans.loc["plain", ["input", "output"]].isna().all()
     rebuilt = json.loads(spans.loc["flat", "input"])
     assert [m["content"] for m in rebuilt] == [f"m{i}" for i in range(12)]
     assert rebuilt[10] == {"role": "user", "content": "m10"}
