@@ -3,10 +3,10 @@
 -- / stage_labels / stage_traces and the already-loaded spans. Writes stage_rejects(tbl, rid,
 -- reason).
 CREATE OR REPLACE TEMP TABLE stage_rejects AS
-WITH s AS (
-    SELECT
-        *, row_number() OVER (PARTITION BY trace_id, span_id ORDER BY rid) AS dup_n
-    FROM fk_staged_spans
+WITH firsts AS (
+    -- the first occurrence of each id staged more than once
+    SELECT trace_id, span_id, min(rid) AS first_rid
+    FROM fk_staged_spans GROUP BY trace_id, span_id HAVING count(*) > 1
 ),
 -- spans already stored with an id staged now: by an earlier file, or by an earlier flush of
 -- this load (getvariable('fk_ingest_id')) when the load is committed in chunks
@@ -29,14 +29,16 @@ SELECT 'stage_spans' AS tbl, rid, CASE
     WHEN end_time < start_time
         THEN 'end_time ' || end_time::VARCHAR || ' is before start_time ' || start_time::VARCHAR
              || ': fix the clock or swap the fields'
-    WHEN dup_n > 1 OR k.this_load
+    WHEN f.first_rid < s.rid OR k.this_load
         THEN 'duplicate span: span_id ' || s.span_id || ' appears more than once in trace '
              || s.trace_id || ' in this file; the first occurrence was loaded'
     WHEN k.trace_id IS NOT NULL
         THEN 'duplicate span: span_id ' || s.span_id || ' of trace ' || s.trace_id
              || ' was already loaded by an earlier file'
 END AS reason
-FROM s LEFT JOIN known k ON k.trace_id = s.trace_id AND k.span_id = s.span_id
+FROM fk_staged_spans s
+LEFT JOIN known k ON k.trace_id = s.trace_id AND k.span_id = s.span_id
+LEFT JOIN firsts f ON f.trace_id = s.trace_id AND f.span_id = s.span_id
 WHERE reason IS NOT NULL
 UNION ALL
 SELECT 'stage_labels', rowid, CASE
