@@ -16,6 +16,7 @@ than its block.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from importlib import resources
 
 import duckdb
@@ -148,9 +149,13 @@ MAPPED_KEYS = (
 )  # fmt: skip
 """The attributes ``sql/otlp_spans.sql`` reads (column ``a``: each a VARCHAR)."""
 
-_SPAN_FIELDS = [f.name for f in _SPAN if f.name != "attributes"]
+EXCEPTION_KEYS = ("exception.type", "exception.message")
+"""The attributes of a span's exception event ``sql/otlp_spans.sql`` reads (column ``exc``)."""
+
+_SPAN_FIELDS = [f.name for f in _SPAN if f.name not in ("attributes", "events")]
 _SCALAR_FIELDS = [name for name, _ in _SCALAR[:5]]
 _KEY_SET = pa.array(MAPPED_KEYS)
+_EXCEPTION_KEY_SET = pa.array(EXCEPTION_KEYS)
 _OI_KIND = MAPPED_KEYS.index("openinference.span.kind")
 _OI_MESSAGES = pa.struct([("input", _TEXT), ("output", _TEXT)])
 _PAIRS_SQL = resources.files("failkit.sql").joinpath("otlp_arrow_pairs.sql").read_text()
@@ -236,8 +241,8 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
         null_handling="skip",
     )
     typed = _first_per_span(
-        pc.struct_field(parts[0], "stringValue"), span_pairs.column("text"), want, item_span,
-        order, n,
+        MAPPED_KEYS, pc.struct_field(parts[0], "stringValue"), span_pairs.column("text"), want,
+        item_span, order, n,
     )  # fmt: skip
     span = pa.StructArray.from_arrays(
         [pc.struct_field(spans, name) for name in _SPAN_FIELDS],
@@ -261,6 +266,7 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
             ),
             "a": typed,
             "oi": _oi_messages(con, kvs, typed),
+            "exc": _exception(events, event_span, event_items, item_event, n),
             "events": _json(pc.binary_join_element_wise("[", span_events, "]", "")),
         }
     )
@@ -381,21 +387,23 @@ def _join(
 
 
 def _first_per_span(
+    names: Sequence[str],
     strings: pa.Array,
-    others: pa.ChunkedArray,
+    others: pa.ChunkedArray | None,
     key_ix: pa.Array,
     span: np.ndarray,
     order: np.ndarray,
     n: int,
 ) -> pa.StructArray:
-    """The struct of :data:`MAPPED_KEYS`: each key's first value in each of ``n`` spans as
-    text (``strings``, else ``others``), the KeyValues taken in ``order``."""
+    """The struct of the keys ``names``: each key's first value in each of ``n`` spans as
+    text (``strings``, else ``others``), the KeyValues taken in ``order``; ``key_ix`` is a
+    KeyValue's place in ``names`` (NULL for the KeyValues to skip)."""
     valid = key_ix.is_valid().to_numpy(zero_copy_only=False)
     rows = order[valid[order]]
     keys = pc.fill_null(key_ix, 0).to_numpy()[rows]
-    others = others.combine_chunks()
+    others = others.combine_chunks() if others is not None else pa.nulls(len(strings), _TEXT)
     is_other = others.is_valid().to_numpy(zero_copy_only=False)
-    columns = [pa.nulls(n, _TEXT)] * len(MAPPED_KEYS)
+    columns = [pa.nulls(n, _TEXT)] * len(names)
     for key in np.unique(keys):  # a loop over the keys present, not over spans
         mine = rows[keys == key]
         owner = span[mine]  # in order: ``order`` keeps the spans in order
@@ -405,4 +413,20 @@ def _first_per_span(
         pick = pa.array(first, mask=first < 0)
         text = strings.take(pick)
         columns[key] = pc.coalesce(text, others.take(pick)) if is_other[mine].any() else text
-    return pa.StructArray.from_arrays(columns, names=list(MAPPED_KEYS))
+    return pa.StructArray.from_arrays(columns, names=list(names))
+
+
+def _exception(
+    events: pa.Array, event_span: np.ndarray, items: pa.Array, item_event: np.ndarray, n: int
+) -> pa.StructArray:
+    """For each of ``n`` spans, the string values of :data:`EXCEPTION_KEYS` in its first event
+    named ``exception`` (as ``fk_otlp_exception``); ``items`` are the events' KeyValues."""
+    named = pc.equal(pc.struct_field(events, "name"), "exception")
+    exceptions = np.flatnonzero(pc.fill_null(named, False).to_numpy(zero_copy_only=False))
+    first = np.zeros(len(events), bool)  # each span's first exception event
+    first[exceptions[np.flatnonzero(np.diff(event_span[exceptions], prepend=-1))]] = True
+    key_ix = pc.index_in(pc.struct_field(items, "key"), _EXCEPTION_KEY_SET)
+    key_ix = pc.if_else(pa.array(first[item_event]), key_ix, pa.scalar(None, key_ix.type))
+    strings = pc.struct_field(pc.struct_field(items, "value"), "stringValue")
+    owner = event_span[item_event]
+    return _first_per_span(EXCEPTION_KEYS, strings, None, key_ix, owner, np.arange(len(owner)), n)

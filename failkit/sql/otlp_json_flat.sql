@@ -34,5 +34,5 @@ typed AS (
     SELECT line_no, r, c, k, s, attributes, fk_otlp_typed(attributes) AS a FROM objs
 )
 SELECT line_no, r, c, k, s, attributes, a, fk_oi_messages(s.attributes, a) AS oi,
-    fk_otlp_events(s.events) AS events
+    fk_otlp_exception(s.events) AS exc, fk_otlp_events(s.events) AS events
 FROM typed;

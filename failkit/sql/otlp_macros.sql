@@ -83,6 +83,15 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_events(events) AS CASE WHEN len(events) > 0
 CREATE OR REPLACE TEMP MACRO fk_otlp_get(kvs, name) AS
     fk_otlp_str(list_filter(kvs, lambda kv: kv.key = name)[1].value);
 
+-- The string values of exception.type and exception.message among the attributes of the first
+-- span event named exception (failkit/ingest/otlp_arrow.py EXCEPTION_KEYS), as a struct.
+CREATE OR REPLACE TEMP MACRO fk_otlp_exception_of(kvs) AS {
+    'exception.type': fk_otlp_get(kvs, 'exception.type'),
+    'exception.message': fk_otlp_get(kvs, 'exception.message')};
+CREATE OR REPLACE TEMP MACRO fk_otlp_exception(events) AS fk_otlp_exception_of(
+    CASE WHEN len(events) > 0
+         THEN list_filter(events, lambda e: e.name = 'exception')[1].attributes END);
+
 -- OpenInference flattened messages (llm.input_messages.{i}.message.*): (index, field, value).
 CREATE OR REPLACE TEMP MACRO fk_oi_items(kvs, prefix) AS list_transform(
     list_filter(kvs, lambda kv: starts_with(kv.key, prefix)),

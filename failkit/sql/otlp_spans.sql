@@ -1,27 +1,22 @@
 -- The spans of fk_otlp_flat as span rows (failkit.ingest.base.SPAN_ROW_SCHEMA), one per
 -- span. fk_otlp_flat has: line_no, r, c, k (its request line, resource, scope and place in
--- the scope), s (the span: ids, name, kind, times, status, events), attributes (its
--- attributes, those of its resource and scope, and otel.span.kind, as one flat JSON object),
--- a (the attributes the mapping reads, as text: a struct of
--- failkit.ingest.otlp_arrow.MAPPED_KEYS), oi (its OpenInference messages, as
--- fk_oi_messages gives them) and events (as fk_otlp_events gives them). otlp_json_flat.sql
+-- the scope), s (the span: ids, name, kind, times, status), attributes (its attributes,
+-- those of its resource and scope, and otel.span.kind, as one flat JSON object), a (the
+-- attributes the mapping reads, as text: a struct of failkit.ingest.otlp_arrow.MAPPED_KEYS),
+-- oi (its OpenInference messages, as fk_oi_messages gives them), exc (its exception event's
+-- type and message, as fk_otlp_exception gives them) and events (as fk_otlp_events gives
+-- them). otlp_json_flat.sql
 -- defines it for requests parsed by DuckDB, failkit/ingest/otlp_arrow.py builds it for those
 -- parsed by pyarrow. Needs otlp_macros.sql after one of the value macro sets, fk_otlp_ids,
 -- and the variable fk_otlp_unit ('line ' or 'request ') naming a line_no.
 
-WITH objs AS (
-    SELECT *,
-        CASE WHEN len(s.events) > 0
-             THEN list_filter(s.events, lambda e: e.name = 'exception')[1].attributes END AS exc
-    FROM fk_otlp_flat
-),
-mapped AS (
+WITH mapped AS (
     SELECT *,
         lower(a."openinference.span.kind") AS oi_kind,
         lower(a."langfuse.observation.type") AS lf_type,
         fk_otlp_ns(s.startTimeUnixNano) AS start_ns,
         fk_otlp_ns(s.endTimeUnixNano) AS end_ns
-    FROM objs
+    FROM fk_otlp_flat
 )
 SELECT
     fk_otlp_id(s.traceId) AS trace_id,
@@ -51,12 +46,12 @@ SELECT
             OR upper(a."langfuse.observation.level") = 'ERROR' THEN 'error'
         WHEN upper(s.status.code::VARCHAR) IN ('1', 'STATUS_CODE_OK') THEN 'ok'
         ELSE 'unset' END AS status,
-    coalesce(a."error.type", fk_otlp_get(exc, 'exception.type')) AS error_type,
+    coalesce(a."error.type", exc."exception.type") AS error_type,
     -- an empty status message falls back to the exception (pitfall 8); a LangChain message's
     -- traceback is left to the exception event, which keeps it
     coalesce(
         nullif(trim(split_part(s.status.message, 'Traceback (most recent call last):', 1)), ''),
-        fk_otlp_get(exc, 'exception.message'),
+        exc."exception.message",
         nullif(a."langfuse.observation.status_message", '')) AS error_message,
     coalesce(a."gen_ai.response.model", a."gen_ai.request.model", a."llm.model_name",
              a."langfuse.observation.model.name") AS model,

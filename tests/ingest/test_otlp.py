@@ -432,17 +432,29 @@ def test_pitfall_6_exception_kept_per_span(tmp_path: Path) -> None:
     assert spans["events"].map(lambda e: len(json.loads(e))).tolist() == [1, 1, 1]
 
 
-def test_pitfall_8_empty_status_message(tmp_path: Path) -> None:
-    """An ERROR span without a message falls back to the exception; error.type comes first."""
-    spans = spans_of(tmp_path, request(
+@pytest.mark.parametrize("path", ["pyarrow", "duckdb"])
+def test_pitfall_8_empty_status_message(tmp_path: Path, path: str) -> None:
+    """An ERROR span without a message falls back to its first exception event; error.type
+    comes first. Alike whether pyarrow or DuckDB (a blank line) parses the file."""
+    retry = {"name": "retry", "attributes": kvs({"exception.type": "NotAnException"})}
+    line = request(
         span("a", status={"code": 2}, events=[exception("ToolRetryError", "please retry")]),
         span("b", status={"code": 2, "message": ""}, attrs={"error.type": "timeout"},
              events=[exception("TimeoutError", "no answer")]),
         span("c", status={"code": 2}, attrs={"langfuse.observation.status_message": "boom"}),
-    ))  # fmt: skip
-    assert spans["error_message"].to_dict() == {"a": "please retry", "b": "no answer", "c": "boom"}
+        span("d", status={"code": 2}, events=[
+            retry, exception("FirstError", "first"), exception("SecondError", "second")]),
+        span("e", status={"code": 2}, events=[
+            {**exception("", ""), "attributes": kvs({"exception.message": "untyped"})},
+            exception("LaterError", "later")]),
+    )  # fmt: skip
+    lines = [line] if path == "pyarrow" else [line, ""]
+    spans = spans_of(tmp_path, *lines)
+    assert spans["error_message"].to_dict() == {
+        "a": "please retry", "b": "no answer", "c": "boom", "d": "first", "e": "untyped"
+    }  # fmt: skip
     assert spans["error_type"].fillna("-").to_dict() == {
-        "a": "ToolRetryError", "b": "timeout", "c": "-"
+        "a": "ToolRetryError", "b": "timeout", "c": "-", "d": "FirstError", "e": "-"
     }  # fmt: skip
 
 
