@@ -91,6 +91,7 @@ REQUEST_SCHEMA = pa.schema(
 
 _PARSE = pj.ParseOptions(explicit_schema=REQUEST_SCHEMA, unexpected_field_behavior="ignore")
 _MAX_PARSE_BLOCK = (1 << 31) - 1  # pyarrow's limit
+_SCAN_BYTES = 1 << 20
 
 
 def parse_requests(data: Bytes, first_line: int) -> pa.Table | None:
@@ -100,7 +101,7 @@ def parse_requests(data: Bytes, first_line: int) -> pa.Table | None:
     one request with a ``resourceSpans`` list: the caller then reads it the careful way.
     """
     text = np.frombuffer(data, dtype=np.uint8)
-    starts = np.flatnonzero(text[:-1] == 10) + 1  # of every line but the first
+    starts = _line_starts(text)
     lines = len(starts) + 1
     # every line starts a request: no blank lines, so that rows and lines pair up
     if text[0] != ord("{") or not (text[starts] == ord("{")).all() or not _is_utf8(data):
@@ -120,6 +121,19 @@ def parse_requests(data: Bytes, first_line: int) -> pa.Table | None:
     offsets = np.cumsum([0, *(len(c) for c in parsed.chunks)])
     line_no = pa.chunked_array([numbers[a:b] for a, b in itertools.pairwise(offsets)], pa.int64())
     return pa.Table.from_arrays([line_no, parsed], names=["line_no", "line"])
+
+
+def _line_starts(text: np.ndarray) -> np.ndarray:
+    """Where every line but the first starts, found a slice at a time: the comparison of a
+    whole block would fault in a block-sized temporary each time (4-5x slower)."""
+    text = text[:-1]
+    return np.concatenate(
+        [
+            np.flatnonzero(text[at : at + _SCAN_BYTES] == 10) + at + 1
+            for at in range(0, len(text), _SCAN_BYTES)
+        ]
+        or [np.empty(0, np.int64)]
+    )
 
 
 def _is_utf8(data: Bytes) -> bool:

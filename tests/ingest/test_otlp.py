@@ -21,7 +21,7 @@ from conftest import sample
 
 import failkit as fk
 from failkit.errors import FormatError
-from failkit.ingest import detect, otlp
+from failkit.ingest import detect, otlp, otlp_arrow
 from failkit.ingest.otlp import sniff_encoding
 from failkit.ingest.otlp_arrow import parse_requests
 
@@ -822,3 +822,21 @@ def test_line_blocks_in_a_ring_of_buffers_hold_the_same_lines(tmp_path: Path, ri
         1 + sum(b.count(b"\n") for _, b in blocks[:i]) for i in range(len(blocks))
     ]
     assert len(blocks) > 3
+
+
+@pytest.mark.parametrize("scan", [1, 3, 7, 1 << 20])
+def test_parse_requests_pairs_each_line_with_its_request(
+    monkeypatch: pytest.MonkeyPatch, scan: int
+) -> None:
+    """Lines are found a slice at a time, newlines on slice edges included; a blank line or
+    one that is not a request leaves the block to the careful path."""
+    monkeypatch.setattr(otlp_arrow, "_SCAN_BYTES", scan)
+    lines = [json.dumps(request(span(sid))) for sid in "abcde"]
+    parsed = parse_requests("\n".join(lines).encode() + b"\n", 10)
+    assert parsed is not None
+    assert parsed.column("line_no").to_pylist() == [10, 11, 12, 13, 14]
+    requests = parsed.column("line").combine_chunks().field("resourceSpans").to_pylist()
+    firsts = [r[0]["scopeSpans"][0]["spans"][0]["spanId"] for r in requests]
+    assert firsts == [span(sid)["spanId"] for sid in "abcde"]
+    for odd in ("", " ", "[]"):
+        assert parse_requests("\n".join([lines[0], odd, lines[1]]).encode(), 1) is None
