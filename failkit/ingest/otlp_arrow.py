@@ -1,16 +1,15 @@
 """OTLP JSON lines parsed by pyarrow's JSON reader, the fast path of :mod:`failkit.ingest.otlp`.
 
 pyarrow reads a block of request lines with an explicit schema of the fields the mapping uses
-(:data:`REQUEST_SCHEMA`), in several threads, into a nested table (:func:`parse_requests`).
+(:data:`REQUEST_SCHEMA`), in the calling thread, into a nested table (:func:`parse_requests`).
 :func:`flat_spans` unnests it into one row per span with Arrow kernels and joins each span's
 attributes into its JSON object text; DuckDB gives each attribute value its JSON text
 (``sql/otlp_arrow_pairs.sql`` with ``sql/otlp_arrow_values.sql``), vectorized, so no JSON is
-parsed again and no lambda runs per span. ``sql/otlp_spans.sql`` maps the rows. The schema is strict
-where the mapping needs it: a block pyarrow refuses, or that does not come out as exactly one
-request per line, is left to the careful DuckDB path, which quarantines bad lines with their
-reason. pyarrow refuses, among others, int64 written as JSON numbers (the JS exporter), enum
-names, attribute arrays holding arrays or kvlists, invalid UTF-8 or JSON, and lines longer
-than its block.
+parsed again and no lambda runs per span. ``sql/otlp_spans.sql`` maps the rows. The schema is
+strict where the mapping needs it: a block pyarrow refuses, or that does not come out as
+exactly one request per line, is left to the careful DuckDB path, which quarantines bad lines
+with their reason. pyarrow refuses, among others, int64 written as JSON numbers (the JS
+exporter), enum names, attribute arrays holding arrays or kvlists, and invalid UTF-8 or JSON.
 """
 
 from __future__ import annotations

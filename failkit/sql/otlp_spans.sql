@@ -5,10 +5,10 @@
 -- attributes the mapping reads, as text: a struct of failkit.ingest.otlp_arrow.MAPPED_KEYS),
 -- oi (its OpenInference messages, as fk_oi_messages gives them), exc (its exception event's
 -- type and message, as fk_otlp_exception gives them) and events (as fk_otlp_events gives
--- them). otlp_json_flat.sql
--- defines it for requests parsed by DuckDB, failkit/ingest/otlp_arrow.py builds it for those
--- parsed by pyarrow. Needs otlp_macros.sql after one of the value macro sets, fk_otlp_ids,
--- and the variable fk_otlp_unit ('line ' or 'request ') naming a line_no.
+-- them). otlp_json_flat.sql defines it for requests parsed by DuckDB,
+-- failkit/ingest/otlp_arrow.py builds it for those parsed by pyarrow. Needs otlp_macros.sql
+-- after one of the value macro sets, fk_otlp_ids, and the variable fk_otlp_unit ('line ' or
+-- 'request ') naming a line_no.
 
 WITH mapped AS (
     SELECT *,
