@@ -13,9 +13,9 @@ SELECT t.* FROM traces t SEMI JOIN affected a ON t.trace_id = a.trace_id;
 DELETE FROM traces WHERE trace_id IN (SELECT trace_id FROM affected);
 
 INSERT INTO traces
--- One streaming pass over the runs' spans for the aggregates (narrow columns only), and one
--- for the root spans.
-WITH sp AS (
+-- One streaming pass over the runs' spans for the aggregates (narrow columns only), and two
+-- for the root spans (reading them twice costs less than materializing them once).
+WITH sp AS NOT MATERIALIZED (
     SELECT s.trace_id, s.span_id, s.parent_id, s.name, s.start_time
     FROM spans s SEMI JOIN affected a ON s.trace_id = a.trace_id
 ),
