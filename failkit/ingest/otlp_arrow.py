@@ -414,8 +414,9 @@ def _first_per_span(
     valid = key_ix.is_valid().to_numpy(zero_copy_only=False)
     rows = order[valid[order]]
     keys = pc.fill_null(key_ix, 0).to_numpy()[rows]
-    others = others.combine_chunks() if others is not None else pa.nulls(len(strings), _TEXT)
-    is_other = others.is_valid().to_numpy(zero_copy_only=False)
+    if others is not None:
+        others = others.combine_chunks()
+        is_other = others.is_valid().to_numpy(zero_copy_only=False)
     columns = [pa.nulls(n, _TEXT)] * len(names)
     for key in np.unique(keys):  # a loop over the keys present, not over spans
         mine = rows[keys == key]
@@ -425,7 +426,9 @@ def _first_per_span(
         first[owner[at]] = mine[at]
         pick = pa.array(first, mask=first < 0)
         text = strings.take(pick)
-        columns[key] = pc.coalesce(text, others.take(pick)) if is_other[mine].any() else text
+        if others is not None and is_other[mine].any():
+            text = pc.coalesce(text, others.take(pick))
+        columns[key] = text
     return pa.StructArray.from_arrays(columns, names=list(names))
 
 
