@@ -2,14 +2,15 @@
 
 pyarrow reads a block of request lines with an explicit schema of the fields the mapping uses
 (:data:`REQUEST_SCHEMA`), in the calling thread, into a nested table (:func:`parse_requests`).
-:func:`flat_spans` unnests it into one row per span with Arrow kernels and joins each span's
-attributes into its JSON object text; DuckDB gives each attribute value its JSON text
-(``sql/otlp_arrow_pairs.sql`` with ``sql/otlp_arrow_values.sql``), vectorized, so no JSON is
-parsed again and no lambda runs per span. ``sql/otlp_spans.sql`` maps the rows. The schema is
-strict where the mapping needs it: a block pyarrow refuses, or that does not come out as
-exactly one request per line, is left to the careful DuckDB path, which quarantines bad lines
-with their reason. pyarrow refuses, among others, int64 written as JSON numbers (the JS
-exporter), enum names, attribute arrays holding arrays or kvlists, and invalid UTF-8 or JSON.
+:func:`flat_spans` unnests it into one row per span with Arrow kernels; DuckDB writes each
+attribute as its JSON text (``sql/otlp_arrow_pairs.sql`` with ``sql/otlp_arrow_values.sql``),
+vectorized, laid out so that each span's attributes object is a view of that text, not a copy;
+no JSON is parsed again and no lambda runs per span. ``sql/otlp_spans.sql`` maps the rows.
+The schema is strict where the mapping needs it: a block pyarrow refuses, or that does not
+come out as exactly one request per line, is left to the careful DuckDB path, which
+quarantines bad lines with their reason. pyarrow refuses, among others, int64 written as JSON
+numbers (the JS exporter), enum names, attribute arrays holding arrays or kvlists, and invalid
+UTF-8 or JSON.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ _OI_KIND = MAPPED_KEYS.index("openinference.span.kind")
 _OI_MESSAGES = pa.struct([("input", _TEXT), ("output", _TEXT)])
 _PAIRS_SQL = resources.files("failkit.sql").joinpath("otlp_arrow_pairs.sql").read_text()
 _BATCH_ROWS = 1 << 16  # rows per record batch DuckDB scans (its threads take batches)
+_ONE_CHUNK = 1 << 30  # rows per record batch of a query's result
 
 
 def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
@@ -181,50 +183,23 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
     Columns as ``sql/otlp_spans.sql`` describes them. Needs the macros of
     ``sql/otlp_arrow_values.sql`` and ``sql/otlp_macros.sql`` on ``con``.
     """
-    line = requests.column("line")
-    line = line.chunk(0) if line.num_chunks == 1 else line.combine_chunks()
+    line = _array(requests.column("line"))
     res, res_line, r = _unnest(pc.struct_field(line, "resourceSpans"))
     scopes, scope_res, c = _unnest(pc.struct_field(res, "scopeSpans"))
     spans, span_scope, k = _unnest(pc.struct_field(scopes, "spans"))
     n = len(spans)
     kvs = pc.struct_field(spans, "attributes")
     events, event_span, _ = _unnest(pc.struct_field(spans, "events"))
-    # every KeyValue's JSON text: the spans', the resources' and the events'
-    items, item_span, _ = _unnest(kvs)
+    # the pairs of the resources (resource.* keys) and of the events
     res_items, item_res, _ = _unnest(
         pc.struct_field(pc.struct_field(res, "resource"), "attributes")
     )
     event_items, item_event, _ = _unnest(pc.struct_field(events, "attributes"))
-    key = pc.struct_field(items, "key")
-    want = pc.index_in(key, _KEY_SET)
     res_key = pc.binary_join_element_wise("resource.", pc.struct_field(res_items, "key"), "")
-    parts = [pc.struct_field(kv, "value") for kv in (items, res_items, event_items)]
-    kv_table = pa.table(
-        {
-            "key": pa.chunked_array([key, res_key, pc.struct_field(event_items, "key")]),
-            "want": pa.chunked_array(
-                [want.is_valid(), pa.array(np.zeros(len(res_items) + len(event_items), bool))]
-            ),
-            "nested": pa.chunked_array([_nested_json(con, part) for part in parts], _TEXT),
-            **{
-                field: pa.chunked_array([pc.struct_field(part, field) for part in parts])
-                for field in _SCALAR_FIELDS
-            },
-        }
-    )
-    pairs = _query(con, _PAIRS_SQL, "fk_otlp_kvs", kv_table)
-    span_pairs = pairs.slice(0, len(items))
-    res_pairs = pairs.slice(len(items), len(res_items))
-    event_pairs = pairs.slice(len(items) + len(res_items))
-    # each scope's resource.* and otel.scope.* pairs, each event's object
-    order = _fast_first(item_res, res_pairs)
-    res_object = _join(res_pairs.column("pair"), item_res[order], len(res), order)
-    context = _query(
-        con,
-        "SELECT fk_otlp_scope_context(pairs, scope) FROM fk_otlp_scopes",
-        "fk_otlp_scopes",
-        pa.table({"pairs": res_object.take(scope_res), "scope": pc.struct_field(scopes, "scope")}),
-    ).column(0)
+    pairs = _pairs(
+        con, [res_key, pc.struct_field(event_items, "key")], [res_items, event_items]
+    ).column("pair")
+    res_object = _join(pairs.slice(0, len(res_items)), item_res, len(res))
     event_objects = _query(
         con,
         "SELECT fk_otlp_event(name, time, pairs) FROM fk_otlp_events",
@@ -233,29 +208,24 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
             {
                 "name": pc.struct_field(events, "name"),
                 "time": pc.struct_field(events, "timeUnixNano"),
-                "pairs": _join(event_pairs.column("pair"), item_event, len(events)),
+                "pairs": _join(pairs.slice(len(res_items)), item_event, len(events)),
             }
         ),
     ).column(0)
-    # each span's object: its pairs, the fast ones first as fk_otlp_inner orders them, those
-    # of its resource and scope, and otel.span.kind
-    kinds = pc.struct_field(spans, "kind")
-    kind_values = pc.unique(kinds)
-    kind_pairs = _query(
-        con, "SELECT fk_otlp_kind_pair(kind) FROM fk_otlp_kinds", "fk_otlp_kinds",
-        pa.table({"kind": kind_values}),
-    ).column(0)  # fmt: skip
-    order = _fast_first(item_span, span_pairs)
-    inner = pc.binary_join_element_wise(
-        _join(span_pairs.column("pair"), item_span[order], n, order),
-        context.combine_chunks().take(span_scope),
-        kind_pairs.combine_chunks().take(pc.index_in(kinds, kind_values)),
-        ",",
-        null_handling="skip",
-    )
+    # each span's object: its own pairs, then those of its resource and scope, otel.span.kind
+    items, item_span, _ = _unnest(kvs)
+    key = pc.struct_field(items, "key")
+    if key.null_count:  # a KeyValue without a key is no attribute
+        keyed = key.is_valid()
+        items, item_span = items.filter(keyed), item_span[keyed.to_numpy(zero_copy_only=False)]
+        key = pc.struct_field(items, "key")
+    want = pc.index_in(key, _KEY_SET)
+    scope_pairs = res_object.take(scope_res)
+    context, span_context = _span_context(con, spans, scope_pairs, scopes, span_scope)
+    attributes, texts = _span_objects(con, items, key, want, item_span, context, span_context)
     typed = _first_per_span(
-        MAPPED_KEYS, pc.struct_field(parts[0], "stringValue"), span_pairs.column("text"), want,
-        item_span, order, n,
+        MAPPED_KEYS, pc.struct_field(pc.struct_field(items, "value"), "stringValue"), texts,
+        want, item_span, n,
     )  # fmt: skip
     span = pa.StructArray.from_arrays(
         [pc.struct_field(spans, name) for name in _SPAN_FIELDS],
@@ -265,18 +235,12 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
     span_events = _join(event_objects, event_span, n)
     flat = pa.table(
         {
-            "line_no": requests.column("line_no")
-            .combine_chunks()
-            .take(res_line[scope_res[span_scope]]),
+            "line_no": _array(requests.column("line_no")).take(res_line[scope_res[span_scope]]),
             "r": r[scope_res[span_scope]],
             "c": c[span_scope],
             "k": k,
             "s": span,
-            "attributes": _json(
-                pc.binary_join_element_wise(
-                    "{", inner, "}", "", null_handling="replace", null_replacement=""
-                )
-            ),
+            "attributes": _json(attributes),
             "a": typed,
             "oi": _oi_messages(con, kvs, typed),
             "exc": _exception(events, event_span, event_items, item_event, n),
@@ -284,6 +248,112 @@ def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
         }
     )
     return _batched(flat)
+
+
+def _pairs(
+    con: duckdb.DuckDBPyConnection,
+    keys: list[pa.Array],
+    items: list[pa.Array],
+    want: pa.Array | None = None,
+    opens: pa.Array | None = None,
+    closes: pa.Array | None = None,
+) -> pa.Table:
+    """``sql/otlp_arrow_pairs.sql`` over KeyValues (``items``, in parts), their keys
+    ``keys`` and the columns ``want``, ``open`` and ``close`` (NULL when not given)."""
+    values = [pc.struct_field(part, "value") for part in items]
+    n = sum(len(part) for part in items)
+    table = pa.table(
+        {
+            "key": pa.chunked_array(keys, _TEXT),
+            "want": want if want is not None else pa.nulls(n, pa.bool_()),
+            "open": opens if opens is not None else pa.nulls(n, pa.bool_()),
+            "close": closes if closes is not None else pa.nulls(n, _TEXT),
+            "nested": pa.chunked_array([_nested_json(con, part) for part in values], _TEXT),
+            **{
+                field: pa.chunked_array([pc.struct_field(part, field) for part in values])
+                for field in _SCALAR_FIELDS
+            },
+        }
+    )
+    return _query(con, _PAIRS_SQL, "fk_otlp_kvs", table)
+
+
+def _span_context(
+    con: duckdb.DuckDBPyConnection,
+    spans: pa.Array,
+    resource_pairs: pa.Array,
+    scopes: pa.Array,
+    span_scope: np.ndarray,
+) -> tuple[pa.Array, np.ndarray]:
+    """The pairs a span's object gets after its own, joined (``""`` for none): those of its
+    resource (``resource_pairs``, one per scope) and scope, and its kind's. Returns each
+    distinct text and which one each span gets."""
+    kinds = pc.struct_field(spans, "kind")
+    kind_values = pc.unique(kinds)
+    per_scope = max(len(kind_values), 1)
+    kind = pc.index_in(kinds, kind_values).to_numpy(zero_copy_only=False)
+    distinct, of_span = np.unique(span_scope * per_scope + kind, return_inverse=True)
+    scope = distinct // per_scope
+    texts = _query(
+        con,
+        "SELECT concat_ws(',', fk_otlp_scope_context(pairs, scope), fk_otlp_kind_pair(kind)) "
+        "FROM fk_otlp_contexts",
+        "fk_otlp_contexts",
+        pa.table(
+            {
+                "pairs": resource_pairs.take(scope),
+                "scope": pc.struct_field(scopes, "scope").take(scope),
+                "kind": kind_values.take(distinct % per_scope),
+            }
+        ),
+    ).column(0)
+    return _array(texts), of_span
+
+
+def _span_objects(
+    con: duckdb.DuckDBPyConnection,
+    items: pa.Array,
+    key: pa.Array,
+    want: pa.Array,
+    item_span: np.ndarray,
+    context: pa.Array,
+    span_context: np.ndarray,
+) -> tuple[pa.Array, pa.ChunkedArray]:
+    """Each span's attributes object as JSON text, and the ``text`` of its KeyValues
+    (``items``, each with a key; ``want``: see :func:`_pairs`).
+
+    The pairs query writes a span's pairs as the pieces of its object, in order: ``{`` before
+    the first, ``,`` before the others, the rest of the object after the last (``,`` and its
+    ``context``, ``}``). The objects are then views of the query's text, without a copy; the
+    spans without a KeyValue get ``{context}``.
+    """
+    n = len(span_context)
+    counts = np.bincount(item_span, minlength=n)
+    has = counts > 0
+    starts = (np.cumsum(counts) - counts)[has]
+    opens = np.zeros(len(items), bool)
+    opens[starts] = True
+    closes = np.full(len(items), -1, np.int32)
+    closes[np.cumsum(counts)[has] - 1] = span_context[has]
+    ends = pc.if_else(
+        pc.equal(context, ""), "}", pc.binary_join_element_wise(",", context, "}", "")
+    )
+    pairs = _pairs(
+        con, [key], [items], want.is_valid(), pa.array(opens),
+        pa.DictionaryArray.from_arrays(pa.array(closes, mask=closes < 0), ends),
+    )  # fmt: skip
+    pair = _array(pairs.column("pair"))
+    _, offsets, text = pair.buffers()
+    bounds = np.frombuffer(offsets, np.int32, len(pair) + 1, pair.offset * 4)
+    objects = pa.Array.from_buffers(
+        _TEXT, int(has.sum()), [None, pa.py_buffer(bounds[np.append(starts, len(pair))]), text]
+    )
+    if not has.all():
+        bare = pc.binary_join_element_wise("{", context.take(span_context[~has]), "}", "")
+        at = np.empty(n, np.int64)
+        at[has], at[~has] = np.arange(len(objects)), len(objects) + np.arange(len(bare))
+        objects = pa.concat_arrays([objects, bare]).take(at)
+    return objects, pairs.column("text")
 
 
 def _oi_messages(con: duckdb.DuckDBPyConnection, kvs: pa.Array, typed: pa.StructArray) -> pa.Array:
@@ -339,18 +409,14 @@ def _spread(values: pa.Array | pa.ChunkedArray, rows: np.ndarray, n: int) -> pa.
     """An array of ``n`` with ``values[j]`` at ``rows[j]``, NULL elsewhere."""
     at = np.full(n, -1)
     at[rows] = np.arange(len(rows))
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    return values.take(pa.array(at, mask=at < 0))
+    return _array(values).take(pa.array(at, mask=at < 0))
 
 
-def _fast_first(owner: np.ndarray, pairs: pa.Table) -> np.ndarray:
-    """The order of KeyValues that puts each owner's fast pairs before its slow ones, as
-    fk_otlp_inner does (owners stay in order)."""
-    slow = pairs.column("slow").to_numpy()
-    if not slow.any():
-        return np.arange(len(owner))
-    return np.argsort(owner * 2 + slow, kind="stable")
+def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The values as one array (a chunked array of one chunk as it is: combining copies)."""
+    if isinstance(values, pa.Array):
+        return values
+    return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
 
 
 def _json(text: pa.Array) -> pa.Array:
@@ -373,22 +439,19 @@ def _unnest(lists: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str, name: str, table: pa.Table) -> pa.Table:
-    """A query over an Arrow table registered as ``name``, in DuckDB's threads, rows in order."""
+    """A query over an Arrow table registered as ``name``, in DuckDB's threads, rows in order,
+    as one chunk (arrays are used as they are, not copied into one)."""
     con.register(name, _batched(table))
     try:
-        return con.sql(sql).to_arrow_table()
+        return con.sql(sql).to_arrow_table(_ONE_CHUNK)
     finally:
         con.unregister(name)
 
 
-def _join(
-    texts: pa.Array | pa.ChunkedArray, owner: np.ndarray, n: int, at: np.ndarray | None = None
-) -> pa.Array:
+def _join(texts: pa.Array | pa.ChunkedArray, owner: np.ndarray, n: int) -> pa.Array:
     """For each of ``n`` owners, its non-null texts joined with commas, NULL if it has none:
-    ``texts[at[j]]`` (``texts[j]`` without ``at``) belongs to ``owner[j]``, owners in order."""
-    values = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-    if at is not None and not np.array_equal(at, np.arange(len(at))):
-        values = values.take(at)
+    ``texts[j]`` belongs to ``owner[j]``, owners in order."""
+    values = _array(texts)
     valid = values.is_valid().to_numpy(zero_copy_only=False)
     if not valid.all():
         values, owner = values.filter(valid), owner[valid]
@@ -405,22 +468,20 @@ def _first_per_span(
     others: pa.ChunkedArray | None,
     key_ix: pa.Array,
     span: np.ndarray,
-    order: np.ndarray,
     n: int,
 ) -> pa.StructArray:
     """The struct of the keys ``names``: each key's first value in each of ``n`` spans as
-    text (``strings``, else ``others``), the KeyValues taken in ``order``; ``key_ix`` is a
-    KeyValue's place in ``names`` (NULL for the KeyValues to skip)."""
-    valid = key_ix.is_valid().to_numpy(zero_copy_only=False)
-    rows = order[valid[order]]
+    text (``strings``, else ``others``); ``key_ix`` is a KeyValue's place in ``names`` (NULL
+    for the KeyValues to skip), ``span`` its span's (in order)."""
+    rows = np.flatnonzero(key_ix.is_valid().to_numpy(zero_copy_only=False))
     keys = pc.fill_null(key_ix, 0).to_numpy()[rows]
     if others is not None:
-        others = others.combine_chunks()
+        others = _array(others)
         is_other = others.is_valid().to_numpy(zero_copy_only=False)
     columns = [pa.nulls(n, _TEXT)] * len(names)
     for key in np.unique(keys):  # a loop over the keys present, not over spans
         mine = rows[keys == key]
-        owner = span[mine]  # in order: ``order`` keeps the spans in order
+        owner = span[mine]
         at = np.flatnonzero(np.diff(owner, prepend=-1))
         first = np.full(n, -1)
         first[owner[at]] = mine[at]
@@ -444,5 +505,4 @@ def _exception(
     key_ix = pc.index_in(pc.struct_field(items, "key"), _EXCEPTION_KEY_SET)
     key_ix = pc.if_else(pa.array(first[item_event]), key_ix, pa.scalar(None, key_ix.type))
     strings = pc.struct_field(pc.struct_field(items, "value"), "stringValue")
-    owner = event_span[item_event]
-    return _first_per_span(EXCEPTION_KEYS, strings, None, key_ix, owner, np.arange(len(owner)), n)
+    return _first_per_span(EXCEPTION_KEYS, strings, None, key_ix, event_span[item_event], n)

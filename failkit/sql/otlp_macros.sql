@@ -30,18 +30,10 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_iso(ns) AS
 -- fk_otlp_items(kvs, prefix): list of {k: JSON key text, v: value, f: the value's JSON when it
 --   is a scalar, NULL when it needs fk_otlp_slow(v)}; fk_otlp_slow(v): JSON of any value;
 -- fk_otlp_str(v): a string value; fk_otlp_first(v): JSON text of a value's first field.
--- DuckDB evaluates every branch of a CASE inside a lambda for every element, so the two kinds
--- go through separate lists.
 
--- The inside of the flat JSON object of a KeyValue list given its items; NULL if empty.
-CREATE OR REPLACE TEMP MACRO fk_otlp_inner(items) AS nullif(array_to_string(list_concat(
-    list_transform(list_filter(items, lambda x: x.f IS NOT NULL), lambda x: x.k || ':' || x.f),
-    list_transform(list_filter(items, lambda x: x.f IS NULL),
-                   lambda x: x.k || ':' || fk_otlp_slow(x.v))), ','), '');
-
--- The inside of the flat JSON object of a KeyValue list; NULL if empty.
-CREATE OR REPLACE TEMP MACRO fk_otlp_object(kvs, prefix) AS
-    fk_otlp_inner(fk_otlp_items(kvs, prefix));
+-- The inside of the flat JSON object of a KeyValue list, keys in its order; NULL if empty.
+CREATE OR REPLACE TEMP MACRO fk_otlp_object(kvs, prefix) AS nullif(array_to_string(list_transform(
+    fk_otlp_items(kvs, prefix), lambda x: x.k || ':' || coalesce(x.f, fk_otlp_slow(x.v))), ','), '');
 
 -- The "otel.span.kind":name pair of an OTLP span kind (3 or "SPAN_KIND_CLIENT"); NULL for
 -- an unset or unknown kind.
@@ -70,14 +62,10 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_event(name, time_unix_nano, pairs) AS
     || ',"time":' || coalesce(to_json(fk_otlp_iso(fk_otlp_ns(time_unix_nano))), 'null')
     || ',"attributes":{' || coalesce(pairs, '') || '}}';
 
--- Span events as a JSON list of fk_otlp_event objects, attributes in order (values that need
--- parsing are parsed in place: events are few); NULL when there are none.
+-- Span events as a JSON list of fk_otlp_event objects; NULL when there are none.
 CREATE OR REPLACE TEMP MACRO fk_otlp_events(events) AS CASE WHEN len(events) > 0 THEN
-    '[' || array_to_string(list_transform(events, lambda e: fk_otlp_event(e.name, e.timeUnixNano,
-        array_to_string(list_transform(fk_otlp_items(e.attributes, ''),
-                                       lambda x: x.k || ':' || coalesce(x.f, fk_otlp_slow(x.v))),
-                        ','))),
-        ',') || ']' END;
+    '[' || array_to_string(list_transform(events, lambda e: fk_otlp_event(
+        e.name, e.timeUnixNano, fk_otlp_object(e.attributes, ''))), ',') || ']' END;
 
 -- The string value of the first attribute named `name` in a KeyValue list.
 CREATE OR REPLACE TEMP MACRO fk_otlp_get(kvs, name) AS

@@ -649,6 +649,35 @@ def test_pyarrow_and_duckdb_parsers_give_identical_spans(tmp_path: Path) -> None
     assert [e["name"] for e in json.loads(row["events"])] == ["exception", "note"]
 
 
+def test_attribute_objects_keep_the_source_order(tmp_path: Path) -> None:
+    """On both parsers, a span's object lists its attributes in their order (an array among
+    them), then those of its resource and scope, then its kind; a KeyValue without a key is
+    left out; a span with no attributes, resource, scope or kind gets {}. Spans with and
+    without attributes share a block."""
+    a = span("a", attrs={"z": 1, "arr": ["x", 2], "m": "t"})
+    a["attributes"].insert(1, {"value": {"stringValue": "no key"}})
+    bare = {"traceId": TRACE, "spanId": "b", "name": "bare",
+            "startTimeUnixNano": str(T0), "endTimeUnixNano": str(T0 + 1)}  # fmt: skip
+    lines = [
+        json.dumps(request(a, span("e"), span("f", attrs={"y": "1"}))),
+        json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [bare]}]}]}),
+    ]
+    assert parse_requests("\n".join(lines).encode(), 1) is not None
+    context = {"resource.service.name": "svc", "otel.scope.name": "test",
+               "otel.scope.version": "1", "otel.span.kind": "internal"}  # fmt: skip
+    for file_lines in (lines, [lines[0], "", lines[1]]):  # pyarrow, then DuckDB
+        texts = spans_of(tmp_path, *file_lines)["attributes"]
+        assert list(json.loads(texts["a"]).items()) == [
+            ("z", 1),
+            ("arr", ["x", 2]),
+            ("m", "t"),
+            *context.items(),
+        ]
+        assert list(json.loads(texts["e"]).items()) == list(context.items())
+        assert list(json.loads(texts["f"]).items()) == [("y", "1"), *context.items()]
+        assert texts["b"] == "{}"
+
+
 def test_first_of_a_repeated_key_is_mapped(tmp_path: Path) -> None:
     """Both parsers map the first of two attributes with the same key (as DuckDB's
     json_transform reads the object), for spans that have it among other spans."""
