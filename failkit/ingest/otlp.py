@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from failkit.ingest.base import RUN_ID_KEYS, Staging, read_head
+from failkit.ingest.lines import count_newlines
 from failkit.ingest.otlp_arrow import MAPPED_KEYS, Bytes, flat_spans, parse_requests
 from failkit.ingest.otlp_docs import document_lines, is_protobuf_request, protobuf_lines
 
@@ -335,7 +336,7 @@ def line_blocks(
         carry = bytes(data[end:filled])
         if end:
             yield first_line, memoryview(data)[:end]
-            first_line += data.count(b"\n", 0, end) + (data[end - 1] != 10)
+            first_line += count_newlines(data, end) + (data[end - 1] != 10)
         if eof:
             return
 

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from failkit.ingest.base import RUN_ID_KEYS
+from failkit.ingest.lines import SCAN_BYTES
 
 Bytes = bytes | bytearray | memoryview
 """A block of request lines."""
@@ -91,7 +92,6 @@ REQUEST_SCHEMA = pa.schema(
 
 _PARSE = pj.ParseOptions(explicit_schema=REQUEST_SCHEMA, unexpected_field_behavior="ignore")
 _MAX_PARSE_BLOCK = (1 << 31) - 1  # pyarrow's limit
-_SCAN_BYTES = 1 << 20
 
 
 def parse_requests(data: Bytes, first_line: int) -> pa.Table | None:
@@ -124,13 +124,12 @@ def parse_requests(data: Bytes, first_line: int) -> pa.Table | None:
 
 
 def _line_starts(text: np.ndarray) -> np.ndarray:
-    """Where every line but the first starts, found a slice at a time: the comparison of a
-    whole block would fault in a block-sized temporary each time (4-5x slower)."""
+    """Where every line but the first starts, found a slice of :data:`SCAN_BYTES` at a time."""
     text = text[:-1]
     return np.concatenate(
         [
-            np.flatnonzero(text[at : at + _SCAN_BYTES] == 10) + at + 1
-            for at in range(0, len(text), _SCAN_BYTES)
+            np.flatnonzero(text[at : at + SCAN_BYTES] == 10) + at + 1
+            for at in range(0, len(text), SCAN_BYTES)
         ]
         or [np.empty(0, np.int64)]
     )

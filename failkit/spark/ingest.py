@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 from failkit.errors import FailkitError
 from failkit.ingest.base import STAGE_TABLES, Staging, create_stage_tables, is_gzip, read_head
 from failkit.ingest.detect import detect, get_adapter
+from failkit.ingest.lines import count_newlines
 from failkit.ingest.otlp import sniff_encoding
 from failkit.lake import PARTITIONED, connect_parquet, prepare_directory, write_manifest
 from failkit.schema import QUARANTINE_RAW_CHARS, TABLES, create_table_sql
@@ -139,7 +140,7 @@ def _range_tables(
             left = stop - start
             while left > 0 and (chunk := src.read(min(_COPY_BYTES, left))):
                 dst.write(chunk)
-                lines += chunk.count(b"\n")
+                lines += count_newlines(chunk)
                 if fmt == _NATIVE:
                     runs.writelines(_RUN_RECORD.findall(chunk))
                 left -= len(chunk)

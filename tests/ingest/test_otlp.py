@@ -22,6 +22,7 @@ from conftest import sample
 import failkit as fk
 from failkit.errors import FormatError
 from failkit.ingest import detect, otlp, otlp_arrow
+from failkit.ingest import lines as lines_module
 from failkit.ingest.otlp import sniff_encoding
 from failkit.ingest.otlp_arrow import parse_requests
 
@@ -854,12 +855,21 @@ def test_line_blocks_in_a_ring_of_buffers_hold_the_same_lines(tmp_path: Path, ri
 
 
 @pytest.mark.parametrize("scan", [1, 3, 7, 1 << 20])
+def test_newlines_are_counted_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch, scan: int) -> None:
+    monkeypatch.setattr(lines_module, "SCAN_BYTES", scan)
+    text = b"a\n\nbc\n" * 5 + b"tail"
+    for end in (0, 1, 2, 7, 13, len(text)):
+        assert lines_module.count_newlines(bytearray(text), end) == text.count(b"\n", 0, end)
+    assert lines_module.count_newlines(memoryview(text)) == 15
+
+
+@pytest.mark.parametrize("scan", [1, 3, 7, 1 << 20])
 def test_parse_requests_pairs_each_line_with_its_request(
     monkeypatch: pytest.MonkeyPatch, scan: int
 ) -> None:
     """Lines are found a slice at a time, newlines on slice edges included; a blank line or
     one that is not a request leaves the block to the careful path."""
-    monkeypatch.setattr(otlp_arrow, "_SCAN_BYTES", scan)
+    monkeypatch.setattr(otlp_arrow, "SCAN_BYTES", scan)
     lines = [json.dumps(request(span(sid))) for sid in "abcde"]
     parsed = parse_requests("\n".join(lines).encode() + b"\n", 10)
     assert parsed is not None
