@@ -174,6 +174,8 @@ _OI_MESSAGES = pa.struct([("input", _TEXT), ("output", _TEXT)])
 _PAIRS_SQL = resources.files("failkit.sql").joinpath("otlp_arrow_pairs.sql").read_text()
 _BATCH_ROWS = 1 << 16  # rows per record batch DuckDB scans (its threads take batches)
 _ONE_CHUNK = 1 << 30  # rows per record batch of a query's result
+_INLINE = 12  # the longest text a string view holds itself
+_VIEW = np.dtype((np.void, 16))  # a string view
 
 
 def flat_spans(con: duckdb.DuckDBPyConnection, requests: pa.Table) -> pa.Table:
@@ -364,9 +366,18 @@ def _oi_messages(con: duckdb.DuckDBPyConnection, kvs: pa.Array, typed: pa.Struct
         return pa.nulls(len(kvs), _OI_MESSAGES)
     messages = _query(
         con, "SELECT fk_oi_messages(kvs, a) FROM fk_otlp_oi", "fk_otlp_oi",
-        pa.table({"kvs": kvs.take(oi), "a": typed.take(oi)}),
+        pa.table({"kvs": kvs.take(oi), "a": _take_struct(typed, oi)}),
     ).column(0)  # fmt: skip
     return _spread(messages, oi, len(kvs))
+
+
+def _take_struct(values: pa.StructArray, rows: np.ndarray) -> pa.StructArray:
+    """``values.take(rows)`` for a struct of texts, string views among them."""
+    fields = [values.field(i) for i in range(values.type.num_fields)]
+    return pa.StructArray.from_arrays(
+        [_Views(f).take(rows) if f.type == pa.string_view() else f.take(rows) for f in fields],
+        names=[f.name for f in values.type],
+    )
 
 
 def _nested_json(con: duckdb.DuckDBPyConnection, values: pa.Array) -> pa.Array:
@@ -470,13 +481,11 @@ def _first_per_span(
     n: int,
 ) -> pa.StructArray:
     """The struct of the keys ``names``: each key's first value in each of ``n`` spans as
-    text (``strings``, else ``others``); ``key_ix`` is a KeyValue's place in ``names`` (NULL
-    for the KeyValues to skip), ``span`` its span's (in order)."""
+    text (``strings``, else ``others``), a string view of it; ``key_ix`` is a KeyValue's
+    place in ``names`` (NULL for the KeyValues to skip), ``span`` its span's (in order)."""
     rows = np.flatnonzero(key_ix.is_valid().to_numpy(zero_copy_only=False))
     keys = pc.fill_null(key_ix, 0).to_numpy()[rows]
-    if others is not None:
-        others = _array(others)
-        is_other = others.is_valid().to_numpy(zero_copy_only=False)
+    texts = _Views(strings, None if others is None else _array(others))
     columns = [pa.nulls(n, _TEXT)] * len(names)
     for key in np.unique(keys):  # a loop over the keys present, not over spans
         mine = rows[keys == key]
@@ -484,12 +493,45 @@ def _first_per_span(
         at = np.flatnonzero(np.diff(owner, prepend=-1))
         first = np.full(n, -1)
         first[owner[at]] = mine[at]
-        pick = pa.array(first, mask=first < 0)
-        text = strings.take(pick)
-        if others is not None and is_other[mine].any():
-            text = pc.coalesce(text, others.take(pick))
-        columns[key] = text
+        columns[key] = texts.take(first)
     return pa.StructArray.from_arrays(columns, names=list(names))
+
+
+class _Views:
+    """Texts as Arrow string views into the arrays that hold them: taking some of them
+    copies 16 bytes per text, not the text (pyarrow's ``take`` copies, and has no kernel for
+    views)."""
+
+    def __init__(self, first: pa.Array, second: pa.Array | None = None) -> None:
+        """The values of ``first``, where NULL those of ``second``."""
+        self.views, self.valid, self.buffers = self._of(first)
+        if second is not None and second.null_count < len(second):
+            views, valid, buffers = self._of(second)
+            fields = views.view(np.int32).reshape(-1, 4)  # length, prefix, buffer, offset
+            fields[fields[:, 0] > _INLINE, 2] += len(self.buffers)
+            use = valid & ~self.valid
+            self.views[use] = views[use]
+            self.valid, self.buffers = self.valid | use, self.buffers + buffers
+
+    @staticmethod
+    def _of(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, list[pa.Buffer]]:
+        """(the views, as 16-byte items; which are valid; the data buffers they point into)."""
+        views = texts.cast(pa.string_view())  # the data stay where they are
+        items = np.frombuffer(views.buffers()[1], _VIEW)[views.offset : views.offset + len(views)]
+        valid = views.is_valid().to_numpy(zero_copy_only=False)
+        return items.copy(), valid, views.buffers()[2:]
+
+    def take(self, rows: np.ndarray) -> pa.Array:
+        """The texts at ``rows`` (-1: NULL) as a string view array."""
+        at = np.maximum(rows, 0)
+        valid = self.valid[at] & (rows >= 0)
+        views = self.views[at]
+        views.view(np.int64)[np.repeat(~valid, 2)] = 0
+        return pa.Array.from_buffers(
+            pa.string_view(),
+            len(rows),
+            [pa.array(valid).buffers()[1], pa.py_buffer(views), *self.buffers],
+        )
 
 
 def _exception(

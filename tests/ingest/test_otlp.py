@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from conftest import sample
 
@@ -677,6 +679,40 @@ def test_attribute_objects_keep_the_source_order(tmp_path: Path) -> None:
         assert list(json.loads(texts["e"]).items()) == list(context.items())
         assert list(json.loads(texts["f"]).items()) == [("y", "1"), *context.items()]
         assert texts["b"] == "{}"
+
+
+def test_mapped_values_that_are_no_strings_read_the_same_on_both_parsers(
+    tmp_path: Path,
+) -> None:
+    """A mapped attribute holding an array, a number or a string, long or short, next to
+    spans that hold strings: each parser maps the same text."""
+    long = "a message longer than a string view holds inline"
+    spans = [
+        span("a", attrs={"gen_ai.input.messages": [long, 2], "gen_ai.usage.input_tokens": 7}),
+        span("b", attrs={"gen_ai.input.messages": long, "gen_ai.output.messages": "ok"}),
+        span("c", attrs={"gen_ai.output.messages": {"k": long}, "gen_ai.tool.name": "t"}),
+    ]
+    lines = [json.dumps(request(*spans))]
+    assert parse_requests(lines[0].encode(), 1) is not None
+    columns = ["input", "output", "tokens_in", "tool_name"]
+    fast, careful = (
+        spans_of(tmp_path, *file_lines)[columns] for file_lines in (lines, [lines[0], ""])
+    )
+    pd.testing.assert_frame_equal(fast, careful)
+    assert json.loads(fast.loc["a", "input"]) == [long, 2] and fast.loc["a", "tokens_in"] == 7
+    assert (fast.loc["b", "input"], fast.loc["b", "output"]) == (long, "ok")
+    assert json.loads(fast.loc["c", "output"]) == {"k": long}
+
+
+def test_string_views_take_texts_from_both_arrays_without_copying() -> None:
+    first = pa.array(["a" * 20, None, "short", None, None, "x"])[:5]
+    second = pa.array(["-", None, "b" * 30, "ignored", None, "tiny"])[1:]
+    views = otlp_arrow._Views(first, second)
+    taken = views.take(np.array([1, -1, 0, 2, 4, 3]))
+    taken.validate(full=True)
+    assert taken.to_pylist() == ["b" * 30, None, "a" * 20, "short", "tiny", None]
+    addresses = {b.address for b in taken.buffers()[2:]}
+    assert addresses == {first.buffers()[2].address, second.buffers()[2].address}
 
 
 def test_first_of_a_repeated_key_is_mapped(tmp_path: Path) -> None:
