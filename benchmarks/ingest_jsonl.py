@@ -18,7 +18,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from synth_files import synth_file
@@ -26,11 +25,11 @@ from synth_files import synth_file
 CONTENDERS = {
     "failkit": """
 import failkit as fk, sys, time, tempfile, os
-db = os.path.join(tempfile.mkdtemp(), "b.duckdb")
-t = time.perf_counter()
-with fk.connect(db) as store:
-    r = store.ingest(sys.argv[1], progress=False)
-print(time.perf_counter() - t, r.rows_loaded, r.rows_quarantined)
+with tempfile.TemporaryDirectory() as tmp:
+    t = time.perf_counter()
+    with fk.connect(os.path.join(tmp, "b.duckdb")) as store:
+        r = store.ingest(sys.argv[1], progress=False)
+    print(time.perf_counter() - t, r.rows_loaded, r.rows_quarantined)
 """,
     "floor": """
 import pyarrow as pa, pyarrow.json as pj, sys, time
@@ -50,13 +49,12 @@ print(time.perf_counter() - t, table.num_rows, 0)
 
 def run(name: str, path: Path) -> tuple[float, int, float]:
     """(seconds, rows, peak RSS in MB) of one contender in a fresh process."""
-    with tempfile.TemporaryDirectory():
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        out = subprocess.run(
-            [sys.executable, "-c", CONTENDERS[name], str(path)],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = subprocess.run(
+        [sys.executable, "-c", CONTENDERS[name], str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     seconds, rows, _ = out.stdout.split()
     # ru_maxrss of children is the max over all children so far: run the biggest last or
     # read it per process; here each contender's is reported only when it raised the max.

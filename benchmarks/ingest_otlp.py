@@ -39,11 +39,11 @@ PANDAS_MAX_SPANS = 100_000
 CONTENDERS = {
     "failkit": """
 import failkit as fk, sys, time, tempfile, os
-db = os.path.join(tempfile.mkdtemp(), "b.duckdb")
-t, c = time.perf_counter(), time.process_time()
-with fk.connect(db) as store:
-    r = store.ingest(sys.argv[1], progress=False)
-print(time.perf_counter() - t, time.process_time() - c, r.rows_loaded)
+with tempfile.TemporaryDirectory() as tmp:
+    t, c = time.perf_counter(), time.process_time()
+    with fk.connect(os.path.join(tmp, "b.duckdb")) as store:
+        r = store.ingest(sys.argv[1], progress=False)
+    print(time.perf_counter() - t, time.process_time() - c, r.rows_loaded)
 """,
     "failkit_staging": """
 import duckdb, sys, time
