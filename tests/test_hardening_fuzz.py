@@ -19,6 +19,7 @@ ones; set ``FAILKIT_FUZZ_EXAMPLES`` to hunt longer with random examples.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import gzip
@@ -27,6 +28,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -382,6 +384,7 @@ def assert_consistent(store: fk.TraceStore) -> None:
 @functools.cache
 def _good_file() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="failkit-fuzz-good-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     path = folder / "good.jsonl"
     path.write_bytes(_native_seed().replace(b'"t1"', b'"good-run"'))
     return path
