@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 import duckdb
 import numpy as np
@@ -47,6 +47,7 @@ from failkit.ingest.otlp_arrow import MAPPED_KEYS, Bytes, flat_spans, parse_requ
 from failkit.ingest.otlp_docs import document_lines, is_protobuf_request, protobuf_lines
 
 Encoding = Literal["jsonl", "document", "protobuf"]
+_T = TypeVar("_T")
 
 BLOCK_BYTES = 32 << 20
 """Bytes of JSON lines staged by one query (memory grows with it, planning cost falls)."""
@@ -136,13 +137,16 @@ class OtlpAdapter:
             if encoding == "jsonl":
                 # the reading thread stops before the file closes
                 with stage.open() as f, closing(_mapped_blocks(f)) as blocks:
-                    for first_line, data, rows in blocks:
+                    for first_line, data, rows, last in blocks:
                         if rows is None:
                             values.use("json")
                             _stage_lines(stage, _split_lines(data, first_line))
                         else:
                             stage.add_spans(rows)
-                        stage.flush()  # the store commits big stagings in chunks
+                        # the store commits big stagings in chunks; the last block's rows
+                        # go with the final one (one commit fewer in the load's serial tail)
+                        if not last:
+                            stage.flush()
             else:
                 with stage.open() as f:
                     content = f.read()
@@ -227,30 +231,34 @@ def _stage_lines(stage: Staging, lines: pa.Table) -> None:
         con.unregister(_LINES)
 
 
-def _mapped_blocks(f: io.BufferedIOBase) -> Generator[tuple[int, memoryview, pa.Table | None]]:
+def _mapped_blocks(
+    f: io.BufferedIOBase,
+) -> Generator[tuple[int, memoryview, pa.Table | None, bool]]:
     """:func:`line_blocks` with each block's span rows (:func:`map_block`), or None where
-    pyarrow refuses the block.
+    pyarrow refuses the block, and whether it is the last block.
 
     Threads read, parse and map the next blocks, each with a DuckDB connection of its own,
     while the caller stages the current one and the store commits, so that every core stays
     busy.
     """
-    # a block is read while the caller stages one and BLOCKS_AHEAD wait: one spare buffer
-    blocks = line_blocks(f, BLOCK_BYTES, ring=BLOCKS_AHEAD + 2)
+    # a block is read while the caller stages one and BLOCKS_AHEAD wait, and the one after it
+    # (to know the last): two spare buffers
+    blocks = _with_last(line_blocks(f, BLOCK_BYTES, ring=BLOCKS_AHEAD + 3))
     reading = threading.Lock()
     local = threading.local()
     cons: list[duckdb.DuckDBPyConnection] = []
 
-    def prepare() -> tuple[int, memoryview, pa.Table | None] | None:
+    def prepare() -> tuple[int, memoryview, pa.Table | None, bool] | None:
         with reading:
-            block = next(blocks, None)
-        if block is None:
+            item = next(blocks, None)
+        if item is None:
             return None
+        (first_line, data), last = item
         if not hasattr(local, "con"):
             local.con = duckdb.connect()
             _map_settings(local.con)
             cons.append(local.con)
-        return (*block, map_block(local.con, block[1], block[0]))
+        return first_line, data, map_block(local.con, data, first_line), last
 
     try:
         with ThreadPoolExecutor(max_workers=PREPARING_THREADS) as pool:
@@ -261,6 +269,17 @@ def _mapped_blocks(f: io.BufferedIOBase) -> Generator[tuple[int, memoryview, pa.
     finally:
         for con in cons:
             con.close()
+
+
+def _with_last(items: Iterator[_T]) -> Iterator[tuple[_T, bool]]:
+    """Each item with whether it is the last (the next one is read first)."""
+    held: list[_T] = []
+    for item in items:
+        if held:
+            yield held.pop(), False
+        held.append(item)
+    if held:
+        yield held.pop(), True
 
 
 def _map_settings(con: duckdb.DuckDBPyConnection) -> None:

@@ -12,6 +12,7 @@ import gzip
 import json
 import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -888,6 +889,20 @@ def test_line_blocks_in_a_ring_of_buffers_hold_the_same_lines(tmp_path: Path, ri
         1 + sum(b.count(b"\n") for _, b in blocks[:i]) for i in range(len(blocks))
     ]
     assert len(blocks) > 3
+
+
+def test_blocks_say_which_is_last_having_read_the_next() -> None:
+    read: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(3):
+            read.append(i)
+            yield i
+
+    marked = otlp._with_last(items())
+    assert next(marked) == (0, False) and read == [0, 1]
+    assert list(marked) == [(1, False), (2, True)]
+    assert list(otlp._with_last(iter([]))) == []
 
 
 @pytest.mark.parametrize("scan", [1, 3, 7, 1 << 20])
