@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 from math import ceil
 from pathlib import Path
 from statistics import median
 
+from contenders import run
 from synth_files import synth_file
 
 SPANS_PER_RUN = 6.9  # failkit.synth's default design
@@ -113,20 +112,6 @@ def head_file(path: Path, spans: int, total: int) -> tuple[Path, float]:
     return out, out.stat().st_size / path.stat().st_size
 
 
-def run(name: str, path: Path) -> tuple[float, float, int, float]:
-    """(wall seconds, CPU seconds, rows, peak RSS in MB) of one contender in a fresh process."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CONTENDERS[name], str(path)], stdout=subprocess.PIPE, text=True
-    )
-    stdout = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{name} failed with exit code {proc.returncode}")
-    seconds, cpu, rows = stdout.split()[-3:]
-    return float(seconds), float(cpu), int(rows), usage.ru_maxrss / 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=1_000_000, help="about this many spans")
@@ -142,7 +127,7 @@ def main() -> None:
     targets = {name: (path, 1.0) for name in CONTENDERS}
     targets["pandas"] = head_file(path, PANDAS_MAX_SPANS, spans)
     rounds = [
-        {name: run(name, target) for name, (target, _) in targets.items()}
+        {name: run(name, CONTENDERS[name], target) for name, (target, _) in targets.items()}
         for _ in range(args.repeat)
     ]
     print(f"{'contender':<18} {'seconds':>8} {'x floor':>8} {'cpu s':>8} {'x floor':>8} "
