@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import failkit as fk
-from failkit.ingest import register
+from failkit.ingest import native, register
 from failkit.ingest.base import Staging
 from failkit.schema import TABLES, names
 
@@ -115,6 +115,31 @@ def test_each_bad_line_is_quarantined_with_its_reason(tmp_path: Path) -> None:
         assert expected in q.loc[f"line {i}", "reason"], (i, q.loc[f"line {i}", "reason"])
     assert "duplicate span" in q.loc[f"line {len(lines)}", "reason"]
     assert q["raw"].notna().all()
+
+
+def test_a_clean_file_read_in_parallel_keeps_its_line_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file the fast path reads (every line well typed), big enough for DuckDB to read
+    in parallel: the spans the store rejects, and a run record, keep their line numbers."""
+    pad = "x" * 400
+    lines: list[object] = [
+        span(trace_id=f"t{i // 7}", span_id=f"s{i}", input=pad) for i in range(60_000)
+    ]
+    odd = {3: "robot", 31_337: "droid", 59_998: "bot"}
+    for line, kind in odd.items():
+        lines[line - 1] = span(trace_id="t0", span_id=f"odd{line}", kind=kind)
+    lines[41_000] = {"type": "trace", "trace_id": "t1", "name": "run one"}
+    path = write_lines(tmp_path / "big.jsonl", lines)
+    assert path.stat().st_size > 20e6
+    monkeypatch.setattr(native, "_load_careful", lambda stage: pytest.fail("not read fast"))
+    store = fk.connect()
+    report = store.ingest(path, progress=False)
+    assert report.rows_quarantined == len(odd)
+    q = store.quarantine_df().set_index("position")["reason"]
+    for line, kind in odd.items():
+        assert f"unknown kind {kind}" in q[f"line {line}"]
+    assert store.traces_df().set_index("trace_id").loc["t1", "name"] == "run one"
 
 
 def test_non_utf8_line_is_quarantined_and_numbering_stays_right(tmp_path: Path) -> None:

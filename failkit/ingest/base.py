@@ -21,7 +21,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol, cast
@@ -338,6 +339,21 @@ def open_bytes(path: Path) -> io.BufferedIOBase:
     if is_gzip(path):
         return gzip.open(path, "rb")
     return open(path, "rb")
+
+
+@contextmanager
+def duckdb_settings(con: duckdb.DuckDBPyConnection, settings: Mapping[str, str]) -> Iterator[None]:
+    """DuckDB ``settings`` (name: SQL value) on ``con`` for the block, then restored."""
+    old = con.execute(
+        "SELECT " + ", ".join(f"current_setting('{name}')" for name in settings)
+    ).fetchone()
+    for name, value in settings.items():
+        con.execute(f"SET {name} = {value}")
+    try:
+        yield
+    finally:  # DuckDB's own texts of the settings
+        for name, value in zip(settings, old or (), strict=True):
+            con.execute(f"SET {name} = '{value}'")
 
 
 def read_head(path: Path, n: int = SNIFF_BYTES) -> bytes:

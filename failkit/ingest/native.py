@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import duckdb
 
-from failkit.ingest.base import STAGE_TABLES, Staging, create_stage_tables
+from failkit.ingest.base import STAGE_TABLES, Staging, create_stage_tables, duckdb_settings
 from failkit.ingest.lines import MAX_LINE_BYTES, count_lines, stage_lines
 from failkit.schema import Column
 
@@ -155,21 +155,21 @@ def _load_fast(stage: Staging) -> bool:
     with ThreadPoolExecutor(1) as pool:  # the lines are counted while DuckDB parses
         lines = pool.submit(count_lines, stage)
         try:
-            con.execute(
-                f"""
-                CREATE OR REPLACE TEMP TABLE stage_spans AS
-                SELECT {_stage_select("stage_spans", _FAST_CONVERTED)},
-                       coalesce(lower(type), 'span') AS fk_type, source AS fk_source,
-                       {", ".join(sorted(extra))}
-                FROM (
-                    SELECT row_number() OVER () AS line_no, *
+            # rows in the order of the lines, read in parallel; their positions are set once
+            # the rows are known to be the lines (row_number() OVER () reads in one thread)
+            with duckdb_settings(con, {"preserve_insertion_order": "true"}):
+                con.execute(
+                    f"""
+                    CREATE OR REPLACE TEMP TABLE stage_spans AS
+                    SELECT {_stage_select("stage_spans", _FAST_CONVERTED)},
+                           coalesce(lower(type), 'span') AS fk_type, source AS fk_source,
+                           {", ".join(sorted(extra))}
                     FROM read_json(?, format = 'newline_delimited', columns = {columns},
                                    compression = '{compression}',
                                    maximum_object_size = {MAX_LINE_BYTES})
+                    """,
+                    [stage.scan_path],
                 )
-                """,
-                [stage.scan_path],
-            )
         except (duckdb.Error, UnicodeDecodeError):  # DuckDB may cut a UTF-8 char in its message
             create_stage_tables(con, ["stage_spans"])
             return False
@@ -186,6 +186,7 @@ def _load_fast(stage: Staging) -> bool:
         if n_odd or too_long or n_rows != n_lines:
             create_stage_tables(con, ["stage_spans"])
             return False
+    con.execute("UPDATE stage_spans SET position = 'line ' || (rowid + 1)")
     if n_other:
         for rtype in ("trace", "label"):
             table = _RECORD_TYPES[rtype]
@@ -207,6 +208,7 @@ _FAST_CONVERTED = {
     "THEN (tool_args->>'$')::JSON ELSE tool_args END",
     "start_time": "start_time::TIMESTAMP",
     "end_time": "end_time::TIMESTAMP",
+    "position": "NULL::VARCHAR",
     **{i: f"nullif(lower(trim({i})), '')" for i in _IDS},
 }
 """How the typed ``read_json`` columns become staged values (the fast path)."""

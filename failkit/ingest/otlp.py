@@ -41,7 +41,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from failkit.ingest.base import RUN_ID_KEYS, Staging, read_head
+from failkit.ingest.base import RUN_ID_KEYS, Staging, duckdb_settings, read_head
 from failkit.ingest.lines import count_newlines
 from failkit.ingest.otlp_arrow import MAPPED_KEYS, Bytes, flat_spans, parse_requests
 from failkit.ingest.otlp_docs import document_lines, is_protobuf_request, protobuf_lines
@@ -179,16 +179,8 @@ def _load_settings(con: duckdb.DuckDBPyConnection, *, pipelined: bool) -> Iterat
         "arrow_lossless_conversion": "true",
         **({"threads": "1"} if pipelined else {}),
     }
-    old = con.execute(
-        "SELECT " + ", ".join(f"current_setting('{name}')" for name in settings)
-    ).fetchone()
-    for name, value in settings.items():
-        con.execute(f"SET {name} = {value}")
-    try:
+    with duckdb_settings(con, settings):
         yield
-    finally:  # DuckDB's own texts of the settings
-        for name, value in zip(settings, old or (), strict=True):
-            con.execute(f"SET {name} = '{value}'")
 
 
 class _Values:
