@@ -12,6 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+FAILKIT = """
+import failkit as fk, sys, time, tempfile, os
+with tempfile.TemporaryDirectory() as tmp:
+    t, c = time.perf_counter(), time.process_time()
+    with fk.connect(os.path.join(tmp, "b.duckdb")) as store:
+        r = store.ingest(sys.argv[1], progress=False)
+    print(time.perf_counter() - t, time.process_time() - c, r.rows_loaded)
+"""
+"""failkit's ingest of the file into a database file, closed (committed) within the time."""
+
 
 def run(name: str, code: str, path: Path) -> tuple[float, float, int, float]:
     """(wall seconds, CPU seconds, rows, peak RSS in MB) of contender ``name``."""

@@ -19,7 +19,7 @@ import argparse
 import os
 from statistics import median
 
-from contenders import run
+from contenders import FAILKIT, run
 from synth_files import synth_file
 
 CONTENDERS = {
@@ -36,14 +36,7 @@ table = pj.read_json(sys.argv[1], read_options=pj.ReadOptions(block_size=16 << 2
                                                    unexpected_field_behavior="ignore"))
 print(time.perf_counter() - t, time.process_time() - c, table.num_rows)
 """,
-    "failkit": """
-import failkit as fk, sys, time, tempfile, os
-with tempfile.TemporaryDirectory() as tmp:
-    t, c = time.perf_counter(), time.process_time()
-    with fk.connect(os.path.join(tmp, "b.duckdb")) as store:
-        r = store.ingest(sys.argv[1], progress=False)
-    print(time.perf_counter() - t, time.process_time() - c, r.rows_loaded)
-""",
+    "failkit": FAILKIT,
 }
 
 

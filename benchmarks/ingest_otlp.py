@@ -29,21 +29,14 @@ from math import ceil
 from pathlib import Path
 from statistics import median
 
-from contenders import run
+from contenders import FAILKIT, run
 from synth_files import synth_file
 
 SPANS_PER_RUN = 6.9  # failkit.synth's default design
 PANDAS_MAX_SPANS = 100_000
 
 CONTENDERS = {
-    "failkit": """
-import failkit as fk, sys, time, tempfile, os
-with tempfile.TemporaryDirectory() as tmp:
-    t, c = time.perf_counter(), time.process_time()
-    with fk.connect(os.path.join(tmp, "b.duckdb")) as store:
-        r = store.ingest(sys.argv[1], progress=False)
-    print(time.perf_counter() - t, time.process_time() - c, r.rows_loaded)
-""",
+    "failkit": FAILKIT,
     "failkit_staging": """
 import duckdb, sys, time
 from pathlib import Path
