@@ -32,7 +32,7 @@ import threading
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing
 from importlib import resources
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
@@ -158,8 +158,9 @@ class OtlpAdapter:
         con.execute("DROP TABLE IF EXISTS temp.fk_otlp_bad")
 
 
-@contextmanager
-def _load_settings(con: duckdb.DuckDBPyConnection, *, pipelined: bool) -> Iterator[None]:
+def _load_settings(
+    con: duckdb.DuckDBPyConnection, *, pipelined: bool
+) -> AbstractContextManager[None]:
     """DuckDB settings for the load, restored after it.
 
     No automatic checkpoint after a chunk's commit: the store checkpoints after each chunk
@@ -179,8 +180,7 @@ def _load_settings(con: duckdb.DuckDBPyConnection, *, pipelined: bool) -> Iterat
         "arrow_lossless_conversion": "true",
         **({"threads": "1"} if pipelined else {}),
     }
-    with duckdb_settings(con, settings):
-        yield
+    return duckdb_settings(con, settings)
 
 
 class _Values:
