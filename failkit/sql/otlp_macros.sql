@@ -32,8 +32,10 @@ CREATE OR REPLACE TEMP MACRO fk_otlp_iso(ns) AS
 -- fk_otlp_str(v): a string value; fk_otlp_first(v): JSON text of a value's first field.
 
 -- The inside of the flat JSON object of a KeyValue list, keys in its order; NULL if empty.
-CREATE OR REPLACE TEMP MACRO fk_otlp_object(kvs, prefix) AS nullif(array_to_string(list_transform(
-    fk_otlp_items(kvs, prefix), lambda x: x.k || ':' || coalesce(x.f, fk_otlp_slow(x.v))), ','), '');
+CREATE OR REPLACE TEMP MACRO fk_otlp_object(kvs, prefix) AS nullif(array_to_string(
+    list_transform(fk_otlp_items(kvs, prefix),
+                   lambda x: x.k || ':' || coalesce(x.f, fk_otlp_slow(x.v))),
+    ','), '');
 
 -- The "otel.span.kind":name pair of an OTLP span kind (3 or "SPAN_KIND_CLIENT"); NULL for
 -- an unset or unknown kind.
